@@ -1,0 +1,1 @@
+"""quant-lake storage, codecs, sources and transformations (no Dagster assets here)."""

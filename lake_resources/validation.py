@@ -1,0 +1,61 @@
+"""Validation of every name that reaches a path or a query: symbols, dates, dataset names.
+
+Everything user-supplied passes through here before it becomes part of a storage path, so no
+``../``, absolute path or odd character can reach the lake.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
+_DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+
+
+class LakeValidationError(ValueError):
+    """A name or value from outside the lake failed validation."""
+
+
+def validate_symbol(symbol: str) -> str:
+    """Return the canonical (upper-case) symbol or raise ``LakeValidationError``."""
+    if not isinstance(symbol, str):
+        raise LakeValidationError(f"symbol must be a string, got {type(symbol).__name__}")
+    canonical = symbol.strip().upper()
+    if not _SYMBOL.match(canonical) or ".." in canonical:
+        raise LakeValidationError(
+            f"invalid symbol {symbol!r}: use letters, digits, '.', '_' or '-' (max 32 chars)"
+        )
+    return canonical
+
+
+def validate_dataset(name: str) -> str:
+    if not isinstance(name, str) or not _DATASET.match(name):
+        raise LakeValidationError(
+            f"invalid dataset name {name!r}: lower-case letters, digits and '_' only"
+        )
+    return name
+
+
+def validate_partition_value(value: str) -> str:
+    """A free-form partition value (e.g. a strategy run id) used as one path segment."""
+    if not isinstance(value, str) or not _KEY.match(value) or ".." in value:
+        raise LakeValidationError(
+            f"invalid partition value {value!r}: letters, digits, '.', '_', '=', '-' only"
+        )
+    return value
+
+
+def parse_date(value: str | date | datetime) -> date:
+    """Parse a ``YYYY-MM-DD`` date (or pass a date through) with a clear error."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise LakeValidationError(f"invalid date {value!r}: expected YYYY-MM-DD") from None
