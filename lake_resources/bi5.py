@@ -13,6 +13,7 @@ from __future__ import annotations
 import lzma
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
@@ -99,27 +100,73 @@ def decode_day_ticks(
 ) -> pl.DataFrame:
     """Decode a day's 24 hourly payloads (``None`` or b"" = no ticks) into one frame in time order.
 
-    Raises ``Bi5Error`` naming the first bad hour; callers that quarantine per hour decode the hours
-    one by one with :func:`tick_points` instead.
+    Raises ``Bi5Error`` naming the first bad hour; :func:`decode_day_ticks_checked` reports bad hours
+    instead and decodes the rest.
+    """
+    frame, problems = decode_day_ticks_checked(hours, day, decimal_factor, names=names, threads=threads)
+    if problems:
+        raise Bi5Error(problems[0].message)
+    return frame
+
+
+@dataclass(frozen=True)
+class HourProblem:
+    hour: int
+    name: str
+    message: str
+    rejected_records: int | None  # None: the whole file was unreadable
+
+
+def decode_day_ticks_checked(
+    hours: Sequence[bytes | None],
+    day: date,
+    decimal_factor: int,
+    *,
+    names: Sequence[str] | None = None,
+    threads: int = 2,
+) -> tuple[pl.DataFrame, list[HourProblem]]:
+    """Decode a day's 24 hourly payloads, setting aside what cannot be trusted.
+
+    An hour whose file is corrupt, truncated or ragged is skipped whole; records whose offset lies
+    beyond the hour (ms >= 3,600,000) are dropped. Each is reported as a :class:`HourProblem`.
+    LZMA releases the GIL, so hours decompress in ``threads`` threads.
     """
     if len(hours) != 24:
         raise ValueError(f"expected 24 hourly payloads, got {len(hours)}")
     names = list(names) if names is not None else [f"{day.isoformat()} {h:02d}h_ticks.bi5" for h in range(24)]
     work = [(h, p) for h, p in enumerate(hours) if p]
+    problems: list[HourProblem] = []
+
+    def one(item: tuple[int, bytes]) -> np.ndarray | None:
+        h, payload = item
+        try:
+            return records(decompress(payload, name=names[h]), TICK_RECORD, name=names[h])
+        except Bi5Error as exc:
+            problems.append(HourProblem(h, names[h], str(exc), None))
+            return None
+
     if threads > 1 and len(work) > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            raws = list(pool.map(lambda hp: decompress(hp[1], name=names[hp[0]]), work))
+            decoded = list(pool.map(one, work))
     else:
-        raws = [decompress(p, name=names[h]) for h, p in work]
+        decoded = [one(item) for item in work]
     day_ns = _epoch_ns(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
-    parts = [records(raw, TICK_RECORD, name=names[h]) for (h, _), raw in zip(work, raws)]
+    parts, starts = [], []
+    for (h, _), recs in zip(work, decoded):
+        if recs is None:
+            continue
+        beyond = recs["ms"] >= 3_600_000
+        if beyond.any():
+            count = int(beyond.sum())
+            problems.append(HourProblem(h, names[h], f"{names[h]}: {count} record(s) with a timestamp beyond the hour (ms >= 3600000)", count))
+            recs = recs[~beyond]
+        parts.append(recs)
+        starts.append(day_ns + h * 3600 * _NS_PER_S)
+    problems.sort(key=lambda p: p.hour)
     if not parts:
-        return ticks_frame(np.empty(0, dtype=TICK_RECORD), day_ns, decimal_factor)
-    offsets = np.repeat(
-        np.array([day_ns + h * 3600 * _NS_PER_S for h, _ in work], dtype=np.int64),
-        [len(p) for p in parts],
-    )
-    return ticks_frame(np.concatenate(parts), offsets, decimal_factor)
+        return ticks_frame(np.empty(0, dtype=TICK_RECORD), day_ns, decimal_factor), problems
+    offsets = np.repeat(np.array(starts, dtype=np.int64), [len(p) for p in parts])
+    return ticks_frame(np.concatenate(parts), offsets, decimal_factor), problems
 
 
 def decode_candles(

@@ -1,0 +1,14 @@
+"""The one ``Definitions`` of quant-lake, assembled from small per-domain modules."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lake_assets import canonical, ingest
+from lake_assets.resources import RESOURCES
+
+defs = dg.Definitions.merge(
+    ingest.defs,
+    canonical.defs,
+    dg.Definitions(resources=RESOURCES),
+)

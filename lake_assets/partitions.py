@@ -1,0 +1,29 @@
+"""Partitions, defined once and shared by every domain.
+
+Daily partitions are UTC days; the symbol dimension is the configured universe (``LAKE_SYMBOLS``),
+static so that ``dagster asset materialize --partition 2019-02-04|EURUSD`` works on a fresh instance.
+Multi-partition keys read ``{date}|{symbol}`` (Dagster sorts dimensions by name).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lake_resources.settings import LakeSettings
+
+SETTINGS = LakeSettings.from_env()
+
+date_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.start_date, timezone="UTC")
+symbol_partitions = dg.StaticPartitionsDefinition(list(SETTINGS.symbols))
+date_symbol_partitions = dg.MultiPartitionsDefinition({"date": date_partitions, "symbol": symbol_partitions})
+
+#: Symbols seen in the landing area that are not (yet) in the configured universe.
+discovered_symbols = dg.DynamicPartitionsDefinition(name="discovered_symbols")
+#: One partition per strategy spec version or sweep point.
+strategy_runs = dg.DynamicPartitionsDefinition(name="strategy_runs")
+
+
+def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """``"2019-02-04|EURUSD"`` -> ``("2019-02-04", "EURUSD")``."""
+    dims = date_symbol_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
+    return dims["date"], dims["symbol"]

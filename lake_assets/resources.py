@@ -1,0 +1,36 @@
+"""Resources configured from the environment with ``EnvVar`` (no secrets in code or in the UI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+from lake_resources.settings import DEFAULT_DUKASCOPY_URL
+
+
+def _env(name: str, default: str | None = None):
+    """``EnvVar(name)`` when the variable is set (shown as a reference in the UI), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+lake = LakeResource(
+    home=_env("LAKE_HOME", str(Path(".lake").resolve())),
+    s3_endpoint=_env("LAKE_S3_ENDPOINT"),
+    s3_bucket=_env("LAKE_S3_BUCKET", "quant-lake"),
+    s3_prefix=_env("LAKE_S3_PREFIX", "lake"),
+    s3_region=_env("LAKE_S3_REGION", "us-east-1"),
+    s3_verify=_env("LAKE_S3_VERIFY", "true"),
+    aws_access_key_id=_env("AWS_ACCESS_KEY_ID"),
+    aws_secret_access_key=_env("AWS_SECRET_ACCESS_KEY"),
+    dukascopy_url=_env("LAKE_DUKASCOPY_URL", DEFAULT_DUKASCOPY_URL),
+    landing=_env("LAKE_LANDING"),
+)
+
+RESOURCES = {
+    "lake": lake,
+    "io_manager": LakeIOManager(lake=lake),
+    "dukascopy": DukascopyResource(url=_env("LAKE_DUKASCOPY_URL", DEFAULT_DUKASCOPY_URL), lake=lake),
+}

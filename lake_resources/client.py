@@ -1,0 +1,238 @@
+"""``LakeClient``: one read API over every tier, and the SQL surface (``lake sql``).
+
+Each partition is read once, from the fastest tier that holds it (hot, then warm, then cold), so a
+read spanning tiers, or one taken while a partition is being moved, returns every row exactly once.
+Symbol and date filters prune partitions before any file is opened; time filters and column
+projections are pushed into the Parquet scans and bound as parameters in DuckDB queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime, timedelta, timezone
+
+import duckdb
+import polars as pl
+
+from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
+from lake_resources.settings import LakeSettings
+from lake_resources.storage import Lake, LakeStorageError, Located, cast_to_schema
+from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
+
+TimeLike = str | date | datetime
+
+
+def _to_datetime(value: TimeLike, *, end: bool) -> datetime:
+    """A date (``YYYY-MM-DD``) as a bound covers the whole day; datetimes are taken as UTC."""
+    if isinstance(value, str):
+        if len(value) == 10:
+            value = parse_date(value)
+        else:
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise LakeValidationError(f"invalid time {value!r}: use YYYY-MM-DD or ISO 8601") from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    start = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    return start + timedelta(days=1) if end else start
+
+
+class LakeClient:
+    """Read any dataset by symbols, time range and columns, from whichever tier holds each partition."""
+
+    def __init__(self, settings: LakeSettings | None = None, lake: Lake | None = None):
+        self.lake = lake or Lake(settings or LakeSettings.from_env())
+        self.settings = self.lake.settings
+
+    # discovery -------------------------------------------------------------------------
+    def datasets(self) -> list[str]:
+        return sorted(DATASETS)
+
+    def partitions(self, dataset: str, *, symbols: Iterable[str] | None = None, start: TimeLike | None = None,
+                   end: TimeLike | None = None, tier: str | None = None) -> list[Located]:
+        spec = dataset_spec(dataset)
+        syms = [validate_symbol(s) for s in symbols] if symbols is not None else None
+        lo = _to_datetime(start, end=False).date() if start is not None else None
+        hi = (_to_datetime(end, end=True) - timedelta(microseconds=1)).date() if end is not None else None
+        return self.lake.locate(spec, syms, lo, hi, tier)
+
+    # reads -------------------------------------------------------------------------------
+    def read(
+        self,
+        dataset: str,
+        *,
+        symbols: str | Iterable[str] | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        columns: Sequence[str] | None = None,
+        tier: str | None = None,
+        lazy: bool = False,
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Rows of ``dataset`` with ``start <= ts < end`` (a date bound covers its whole day).
+
+        ``tier`` restricts the read to one tier (e.g. ``"hot"`` for fast iteration); by default all
+        tiers are searched. Rows come ordered by partition (symbol, then date) and by time within.
+        """
+        spec = dataset_spec(dataset)
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        located = self.partitions(dataset, symbols=symbols, start=start, end=end, tier=tier)
+        t0 = _to_datetime(start, end=False) if start is not None else None
+        t1 = _to_datetime(end, end=True) if end is not None else None
+        frames: list[pl.LazyFrame] = []
+        by_tier: dict[Tier, list[Located]] = {}
+        for loc in located:
+            by_tier.setdefault(loc.tier, []).append(loc)
+        for t in (Tier.HOT, Tier.WARM, Tier.COLD):
+            locs = by_tier.get(t)
+            if not locs:
+                continue
+            if t is Tier.WARM:
+                frames.append(self._read_warm(spec, locs, t0, t1, columns).lazy())
+            else:
+                store = self.lake.tier(t)
+                lf = store.scan([store.uri(spec, loc.partition) for loc in locs])
+                lf = self._filter(spec, lf, t0, t1)
+                if columns:
+                    lf = lf.select(list(columns))
+                frames.append(lf)
+        if not frames:
+            result = self._empty(spec, columns)
+        elif len(frames) == 1:
+            result = frames[0]
+        else:
+            result = pl.concat(frames, how="diagonal_relaxed")
+        return result if lazy else result.collect()
+
+    def _empty(self, spec: DatasetSpec, columns: Sequence[str] | None) -> pl.LazyFrame:
+        return pl.LazyFrame(schema={c: pl.Null for c in columns} if columns else None)
+
+    @staticmethod
+    def _filter(spec: DatasetSpec, lf: pl.LazyFrame, t0: datetime | None, t1: datetime | None) -> pl.LazyFrame:
+        col = spec.time_column
+        if col and t0 is not None:
+            lf = lf.filter(pl.col(col) >= t0)
+        if col and t1 is not None:
+            lf = lf.filter(pl.col(col) < t1)
+        return lf
+
+    def _read_warm(self, spec: DatasetSpec, locs: list[Located], t0, t1, columns) -> pl.DataFrame:
+        manifests = self.lake.warm.manifests(spec)
+        schema = next((manifests[l.partition]["schema"] for l in locs if l.partition in manifests), None)
+        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        clauses, params = [], []
+        if spec.partition_by:
+            # Only the partitions this read resolved to the warm tier (others come from hot/cold).
+            clauses.append(f"{partition_key_sql(spec)} IN (SELECT unnest(?))")
+            params.append([partition_key_value(l.partition) for l in locs])
+            days = sorted(dict(l.partition)["date"] for l in locs) if "date" in spec.partition_by else []
+            if days:  # also bound the time range, so DuckDB can skip row groups by zone maps
+                lo, hi = _to_datetime(days[0], end=False), _to_datetime(days[-1], end=True)
+                t0 = max(t0, lo) if t0 else lo
+                t1 = min(t1, hi) if t1 else hi
+        if spec.time_column and t0 is not None:
+            clauses.append(f'"{spec.time_column}" >= ?')
+            params.append(t0)
+        if spec.time_column and t1 is not None:
+            clauses.append(f'"{spec.time_column}" < ?')
+            params.append(t1)
+        where = " AND ".join(clauses) or "TRUE"
+        keys = [f'"{f}"' for f in spec.partition_by if f != "date"]
+        keys += [f'"{spec.time_column}"'] if spec.time_column else []
+        order = " ORDER BY " + ", ".join(keys + ["rowid"])
+        query = f'SELECT {cols} FROM "{spec.name}" WHERE {where}{order}'
+        with self.lake.warm.connect(read_only=True) as con:
+            df = con.execute(query, params).pl()
+        return cast_to_schema(df, schema)
+
+    # SQL ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def duckdb(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with one view per dataset spanning all tiers; the warm file is
+        attached read-only."""
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            if self.settings.cold_is_s3:
+                from lake_resources.s3 import configure_duckdb_s3
+
+                configure_duckdb_s3(con, self.settings)
+            warm_attached = self._attach_warm(con)
+            for name in DATASETS:
+                view = self._view_sql(dataset_spec(name), warm_attached)
+                if view:
+                    con.execute(f'CREATE VIEW "{name}" AS {view}')
+            yield con
+        finally:
+            con.close()
+
+    def _attach_warm(self, con) -> bool:
+        path = self.lake.warm.path
+        if not path.exists():
+            return False
+        deadline = time.monotonic() + self.lake.warm.lock_timeout
+        delay = 0.02
+        while True:
+            try:
+                con.execute(f"ATTACH '{_sql_str(str(path))}' AS warm (READ_ONLY)")
+                return True
+            except duckdb.Error as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise LakeStorageError(f"warm tier ({path}): cannot attach read-only: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _view_sql(self, spec: DatasetSpec, warm_attached: bool) -> str | None:
+        located = self.lake.locate(spec)
+        parts: list[str] = []
+        for t in (Tier.HOT, Tier.COLD):
+            store = self.lake.tier(t)
+            files = [store.uri(spec, l.partition) for l in located if l.tier is t]
+            if files:
+                listing = ", ".join(f"'{_sql_str(f)}'" for f in files)
+                parts.append(f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+        if warm_attached:
+            warm_parts = {l.partition for l in located if l.tier is Tier.WARM}
+            shadowed = [p for p in self.lake.warm.list(spec) if p not in warm_parts]
+            if warm_parts or shadowed:
+                where = ""
+                if shadowed and spec.partition_by:
+                    keys = ", ".join(f"'{_sql_str(partition_key_value(p))}'" for p in shadowed)
+                    where = f" WHERE {partition_key_sql(spec)} NOT IN ({keys})"
+                if warm_parts or where:
+                    parts.append(f'SELECT * FROM warm."{spec.name}"{where}')
+        if not parts:
+            return None
+        return " UNION ALL BY NAME ".join(parts)
+
+    def sql(self, query: str, params: Sequence | None = None) -> pl.DataFrame:
+        """Run SQL over the lake's views (trusted users: full DuckDB SQL, warm file read-only)."""
+        with self.duckdb() as con:
+            try:
+                return con.execute(query, params or []).pl()
+            except duckdb.CatalogException as exc:
+                present = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+                raise LakeValidationError(
+                    f"{exc}\nDatasets with data in this lake: {', '.join(sorted(present)) or 'none yet'}"
+                ) from None
+
+
+def partition_key_sql(spec: DatasetSpec) -> str:
+    """SQL expression giving a row's partition key, e.g. ``EURUSD/2019-02-04`` for (symbol, date)."""
+    parts = [
+        f"strftime(CAST(\"{spec.time_column}\" AS DATE), '%Y-%m-%d')" if f == "date" else f'CAST("{f}" AS VARCHAR)'
+        for f in spec.partition_by
+    ]
+    return "(" + " || '/' || ".join(parts) + ")"
+
+
+def partition_key_value(partition) -> str:
+    return "/".join(v for _, v in partition)
+
+
+def _sql_str(value: str) -> str:
+    """Quote a value of our own (validated paths and partition keys) as a SQL string body."""
+    return value.replace("'", "''")

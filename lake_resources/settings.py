@@ -1,0 +1,166 @@
+"""One typed settings object for the lake, read from environment variables with defaults.
+
+Embedded default: everything under ``LAKE_HOME`` (``./.lake``), the cold tier a local directory with
+the same layout as the bucket. Set ``LAKE_S3_ENDPOINT`` to put the cold tier (and the raw zone) on an
+S3/MinIO bucket instead. Secrets are held here but never rendered: ``repr`` and ``describe`` redact them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lake_resources.validation import validate_symbol
+
+DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT")
+DEFAULT_DUKASCOPY_URL = "https://datafeed.dukascopy.com/datafeed"
+DEFAULT_START_DATE = "2019-01-01"
+
+#: Environment variables the lake reads, with what they mean (shown by ``lake config`` and the README).
+ENV_VARS: dict[str, str] = {
+    "LAKE_HOME": "root of the embedded lake: hot/, warm.duckdb, cold/, raw/, landing/, dagster/ (default ./.lake)",
+    "LAKE_S3_ENDPOINT": "S3/MinIO endpoint URL for the cold tier and raw zone (unset: local cold directory)",
+    "LAKE_S3_BUCKET": "bucket of the cold tier (default quant-lake)",
+    "LAKE_S3_PREFIX": "key prefix inside the bucket (default lake)",
+    "LAKE_S3_REGION": "S3 region (default us-east-1)",
+    "LAKE_S3_VERIFY": "TLS certificate verification: true (default), false, or a CA bundle path",
+    "AWS_ACCESS_KEY_ID": "S3 access key (from the environment only)",
+    "AWS_SECRET_ACCESS_KEY": "S3 secret key (from the environment only; never logged)",
+    "LAKE_DUKASCOPY_URL": "Dukascopy datafeed base: https:// mirror, file:// or local dir, or s3://bucket/prefix",
+    "LAKE_LANDING": "landing area watched by the vendor-file sensor (default LAKE_HOME/landing)",
+    "LAKE_SYMBOLS": "comma-separated symbols of the date x symbol partitions",
+    "LAKE_START_DATE": "first date of the daily partitions (default 2019-01-01)",
+    "DAGSTER_HOME": "Dagster instance directory (default LAKE_HOME/dagster)",
+}
+
+
+def _flag(value: str | None, default: bool | str) -> bool | str:
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    return value  # a CA bundle path
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    home: Path = Path(".lake")
+    s3_endpoint: str | None = None
+    s3_bucket: str = "quant-lake"
+    s3_prefix: str = "lake"
+    s3_region: str = "us-east-1"
+    s3_verify: bool | str = True
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    dukascopy_url: str = DEFAULT_DUKASCOPY_URL
+    landing: Path | None = None
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    start_date: str = DEFAULT_START_DATE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LakeSettings:
+        env = os.environ if env is None else env
+        symbols = env.get("LAKE_SYMBOLS")
+        landing = env.get("LAKE_LANDING")
+        return cls(
+            home=Path(env.get("LAKE_HOME") or ".lake").expanduser(),
+            s3_endpoint=env.get("LAKE_S3_ENDPOINT") or None,
+            s3_bucket=env.get("LAKE_S3_BUCKET") or "quant-lake",
+            s3_prefix=(env.get("LAKE_S3_PREFIX") or "lake").strip("/"),
+            s3_region=env.get("LAKE_S3_REGION") or "us-east-1",
+            s3_verify=_flag(env.get("LAKE_S3_VERIFY"), True),
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            dukascopy_url=env.get("LAKE_DUKASCOPY_URL") or DEFAULT_DUKASCOPY_URL,
+            landing=Path(landing).expanduser() if landing else None,
+            symbols=tuple(validate_symbol(s) for s in symbols.split(",") if s.strip())
+            if symbols
+            else DEFAULT_SYMBOLS,
+            start_date=env.get("LAKE_START_DATE") or DEFAULT_START_DATE,
+        )
+
+    def with_(self, **changes) -> LakeSettings:
+        return replace(self, **changes)
+
+    # Layout of the embedded lake -------------------------------------------------------------
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home))
+        if self.landing is not None:
+            object.__setattr__(self, "landing", Path(self.landing))
+
+    @property
+    def home_abs(self) -> Path:
+        return self.home.resolve()
+
+    @property
+    def hot_root(self) -> Path:
+        return self.home_abs / "hot"
+
+    @property
+    def warm_path(self) -> Path:
+        return self.home_abs / "warm.duckdb"
+
+    @property
+    def local_cold_root(self) -> Path:
+        return self.home_abs / "cold"
+
+    @property
+    def landing_root(self) -> Path:
+        return (self.landing or self.home / "landing").resolve()
+
+    @property
+    def cache_root(self) -> Path:
+        return self.home_abs / "cache"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.home_abs / "dagster").resolve()
+
+    @property
+    def cold_is_s3(self) -> bool:
+        return bool(self.s3_endpoint)
+
+    @property
+    def cold_root(self) -> str:
+        """Root of the cold tier: a local path, or ``s3://bucket/prefix/cold``."""
+        if self.cold_is_s3:
+            return f"s3://{self.s3_bucket}/{self.s3_prefix}/cold".replace("//cold", "/cold")
+        return str(self.local_cold_root)
+
+    @property
+    def raw_root(self) -> str:
+        """The raw zone (every vendor payload as received) lives beside the cold tier."""
+        if self.cold_is_s3:
+            return f"s3://{self.s3_bucket}/{self.s3_prefix}/raw".replace("//raw", "/raw")
+        return str(self.home_abs / "raw")
+
+    # Credentials ------------------------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        """Values that must never appear in logs, metadata or messages."""
+        return [s for s in (self.aws_secret_access_key, self.aws_access_key_id) if s]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    def describe(self) -> dict[str, str]:
+        """Settings as displayed to a person: secrets redacted."""
+        return {
+            "LAKE_HOME": str(self.home_abs),
+            "hot tier": str(self.hot_root),
+            "warm tier": str(self.warm_path),
+            "cold tier": self.cold_root + (f" at {self.s3_endpoint}" if self.cold_is_s3 else ""),
+            "raw zone": self.raw_root,
+            "landing": str(self.landing_root),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "LAKE_DUKASCOPY_URL": self.dukascopy_url,
+            "LAKE_SYMBOLS": ",".join(self.symbols),
+            "AWS_ACCESS_KEY_ID": "set" if self.aws_access_key_id else "unset",
+            "AWS_SECRET_ACCESS_KEY": "set (hidden)" if self.aws_secret_access_key else "unset",
+        }

@@ -1,0 +1,676 @@
+"""Tiered storage: hot (local Parquet), warm (DuckDB), cold (Parquet on S3/MinIO or a local dir).
+
+Every stored partition is written atomically and records its row count and SHA-256:
+- Parquet tiers: ``{root}/{dataset}/{field}={value}/.../part-0.parquet`` written to a temp file in the
+  same directory, fsynced and renamed (S3: one PUT of the complete object), then a ``_manifest.json``
+  beside it. The SHA-256 is that of the Parquet bytes.
+- Warm tier: one DuckDB table per dataset; delete-then-insert of the partition and its manifest row
+  (table ``_lake_partitions``) in one transaction. Its SHA-256 is that of the same canonical Parquet
+  encoding of the rows, so a partition's checksum is the same in every tier and a move can verify it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lake_resources.datasets import (
+    TIER_PREFERENCE,
+    DatasetSpec,
+    Partition,
+    Tier,
+    dataset_spec,
+    parse_partition_path,
+    partition_label,
+    partition_path,
+)
+from lake_resources.settings import LakeSettings
+from lake_resources.validation import LakeValidationError, parse_date, validate_partition_value, validate_symbol
+
+DATA_FILE = "part-0.parquet"
+MANIFEST_FILE = "_manifest.json"
+ROW_GROUP_ROWS = 128 * 1024
+MANIFEST_TABLE = "_lake_partitions"
+
+
+class LakeStorageError(RuntimeError):
+    """A storage operation failed; the message says which tier, dataset and partition."""
+
+
+class PartitionNotFound(LakeStorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    dataset: str
+    tier: str
+    partition: Partition
+    rows: int
+    sha256: str
+    bytes: int
+    uri: str
+    written_at: str
+    min_ts: str | None = None
+    max_ts: str | None = None
+
+    @property
+    def path(self) -> str:
+        return partition_path(self.partition)
+
+    def field(self, name: str) -> str | None:
+        return dict(self.partition).get(name)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["partition"] = self.path
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# Canonical encoding
+# --------------------------------------------------------------------------------------------
+def prepare_frame(spec: DatasetSpec, df: pl.DataFrame) -> pl.DataFrame:
+    """Sort by time (stable: rows sharing a timestamp keep their order) so files are time-ordered."""
+    if spec.time_column and spec.time_column in df.columns and not df[spec.time_column].is_sorted():
+        df = df.sort(spec.time_column, maintain_order=True)
+    return df
+
+
+def _column_encodings(table: pa.Table) -> dict[str, str]:
+    # Sorted timestamps delta-encode to ~3 bytes; prices repeat, so everything else stays dictionary
+    # encoded. Measured on the real EURUSD day: 8.2 B/tick vs 13.3 with pyarrow defaults.
+    return {f.name: "DELTA_BINARY_PACKED" for f in table.schema if pa.types.is_timestamp(f.type)}
+
+
+def encode_parquet(df: pl.DataFrame) -> bytes:
+    """The lake's one Parquet encoding: zstd, statistics on, row groups sized for time-range reads."""
+    table = df.to_arrow()
+    encodings = _column_encodings(table)
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=3,
+        write_statistics=True,
+        row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=[c for c in table.column_names if c not in encodings],
+        column_encoding=encodings or None,
+    )
+    return sink.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _schema_json(df: pl.DataFrame) -> str:
+    return json.dumps({name: str(dtype) for name, dtype in df.schema.items()})
+
+
+_DTYPES = {
+    "Float64": pl.Float64, "Float32": pl.Float32, "Int64": pl.Int64, "Int32": pl.Int32,
+    "Int16": pl.Int16, "Int8": pl.Int8, "UInt32": pl.UInt32, "UInt64": pl.UInt64,
+    "UInt16": pl.UInt16, "UInt8": pl.UInt8,
+    "String": pl.String, "Boolean": pl.Boolean, "Date": pl.Date, "Binary": pl.Binary,
+}
+
+
+def _dtype_from_str(text: str) -> pl.DataType | None:
+    if text in _DTYPES:
+        return _DTYPES[text]
+    if text.startswith("Datetime("):
+        unit = "ns" if "'ns'" in text else "us" if "'us'" in text else "ms"
+        tz = "UTC" if "UTC" in text else None
+        return pl.Datetime(unit, tz)
+    return None  # nested/other types: leave as read
+
+
+def cast_to_schema(df: pl.DataFrame, schema_json: str | None) -> pl.DataFrame:
+    if not schema_json:
+        return df
+    wanted = json.loads(schema_json)
+    exprs = []
+    for name in df.columns:
+        dtype = _dtype_from_str(wanted.get(name, ""))
+        if dtype is not None and df.schema[name] != dtype:
+            if isinstance(dtype, pl.Datetime) and isinstance(df.schema[name], pl.Datetime):
+                exprs.append(pl.col(name).dt.convert_time_zone(dtype.time_zone or "UTC").dt.cast_time_unit(dtype.time_unit).alias(name)
+                             if dtype.time_zone else pl.col(name).dt.cast_time_unit(dtype.time_unit).alias(name))
+            else:
+                exprs.append(pl.col(name).cast(dtype).alias(name))
+    return df.with_columns(exprs) if exprs else df
+
+
+def _ts_range(spec: DatasetSpec, df: pl.DataFrame) -> tuple[str | None, str | None]:
+    col = spec.time_column
+    if not col or col not in df.columns or df.height == 0:
+        return None, None
+    lo, hi = df[col].min(), df[col].max()
+    return (lo.isoformat() if lo is not None else None, hi.isoformat() if hi is not None else None)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def day_bounds(day: str | date) -> tuple[datetime, datetime]:
+    d = date.fromisoformat(day) if isinstance(day, str) else day
+    start = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Parquet tiers (hot, cold)
+# --------------------------------------------------------------------------------------------
+class ParquetTier:
+    """Hive-layout Parquet on a local disk or an S3 bucket (fsspec)."""
+
+    def __init__(self, tier: Tier, root: str, fs=None, storage_options: dict | None = None, label: str | None = None):
+        self.tier = tier
+        self.root = root.rstrip("/")
+        self.is_local = fs is None
+        self.fs = fs
+        self.storage_options = storage_options
+        self.label = label or f"{tier.value} tier ({self.root})"
+
+    # paths -------------------------------------------------------------------
+    def dir_of(self, spec: DatasetSpec, partition: Partition) -> str:
+        sub = partition_path(partition)
+        return f"{self.root}/{spec.name}/{sub}" if sub else f"{self.root}/{spec.name}"
+
+    def uri(self, spec: DatasetSpec, partition: Partition) -> str:
+        return f"{self.dir_of(spec, partition)}/{DATA_FILE}"
+
+    # writes ------------------------------------------------------------------
+    def _put_atomic(self, path: str, data: bytes) -> None:
+        if not self.is_local:
+            # One PUT of the complete object: S3 never exposes a partial object.
+            try:
+                self.fs.pipe_file(path, data)
+            except Exception as exc:  # noqa: BLE001 - re-raised with where it failed
+                raise LakeStorageError(f"{self.label}: upload of {path} failed: {type(exc).__name__}: {exc}") from exc
+            return
+        directory = os.path.dirname(path)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            what = "is full (no space left on device)" if exc.errno == 28 else f"write failed ({exc.strerror or exc})"
+            raise LakeStorageError(f"{self.label} {what}: writing {path}; the previous version is unchanged") from exc
+
+    def write(self, spec: DatasetSpec, partition: Partition, df: pl.DataFrame) -> PartitionInfo:
+        data = encode_parquet(df)
+        return self.write_encoded(spec, partition, data, df)
+
+    def write_encoded(self, spec: DatasetSpec, partition: Partition, data: bytes, df: pl.DataFrame) -> PartitionInfo:
+        lo, hi = _ts_range(spec, df)
+        info = PartitionInfo(
+            dataset=spec.name, tier=self.tier.value, partition=partition, rows=df.height,
+            sha256=sha256(data), bytes=len(data), uri=self.uri(spec, partition),
+            written_at=_now(), min_ts=lo, max_ts=hi,
+        )
+        self._put_atomic(info.uri, data)
+        manifest = info.as_dict() | {"schema": _schema_json(df)}
+        self._put_atomic(f"{self.dir_of(spec, partition)}/{MANIFEST_FILE}", json.dumps(manifest, indent=1).encode())
+        return info
+
+    def put_file(self, relative: str, data: bytes) -> str:
+        """Store an opaque file (raw zone) atomically; returns its URI."""
+        path = f"{self.root}/{relative}"
+        self._put_atomic(path, data)
+        return path
+
+    def get_file(self, relative: str) -> bytes | None:
+        path = f"{self.root}/{relative}"
+        try:
+            if self.is_local:
+                with open(path, "rb") as fh:
+                    return fh.read()
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    # reads -------------------------------------------------------------------
+    def manifest(self, spec: DatasetSpec, partition: Partition) -> dict | None:
+        raw = self.get_file(f"{self.dir_of(spec, partition)[len(self.root) + 1:]}/{MANIFEST_FILE}")
+        return json.loads(raw) if raw else None
+
+    def exists(self, spec: DatasetSpec, partition: Partition) -> bool:
+        path = self.uri(spec, partition)
+        return os.path.exists(path) if self.is_local else self.fs.exists(path)
+
+    def read_bytes(self, spec: DatasetSpec, partition: Partition) -> bytes:
+        data = self.get_file(self.uri(spec, partition)[len(self.root) + 1:])
+        if data is None:
+            raise PartitionNotFound(f"{spec.name} {partition_label(partition)} is not in the {self.label}")
+        return data
+
+    def read(self, spec: DatasetSpec, partition: Partition) -> pl.DataFrame:
+        return pl.read_parquet(io.BytesIO(self.read_bytes(spec, partition)))
+
+    def list(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> list[Partition]:
+        """Partitions of a dataset held here (pruned to ``symbols`` when the dataset has a symbol field)."""
+        base = f"{self.root}/{spec.name}"
+        prefixes = [base]
+        if symbols is not None and spec.partition_by[:1] == ("symbol",):
+            prefixes = [f"{base}/symbol={s}" for s in symbols]
+        found: list[Partition] = []
+        for prefix in prefixes:
+            for path in self._find_data_files(prefix):
+                rel = path[len(base) + 1: -len(DATA_FILE) - 1] if spec.partition_by else ""
+                try:
+                    found.append(parse_partition_path(spec, rel) if spec.partition_by else ())
+                except ValueError:
+                    continue  # a stray file that is not a partition: not ours to read
+        return sorted(set(found))
+
+    def _find_data_files(self, prefix: str) -> Iterator[str]:
+        if self.is_local:
+            if not os.path.isdir(prefix):
+                return
+            for dirpath, _dirs, files in os.walk(prefix):
+                if DATA_FILE in files:
+                    yield f"{dirpath}/{DATA_FILE}".replace(os.sep, "/")
+            return
+        try:
+            paths = self.fs.find(prefix)
+        except FileNotFoundError:
+            return
+        for p in paths:
+            if p.endswith("/" + DATA_FILE):
+                yield "s3://" + p if not p.startswith("s3://") else p
+
+    def delete(self, spec: DatasetSpec, partition: Partition) -> None:
+        """Remove a partition: data first (so it disappears at once), then its manifest."""
+        directory = self.dir_of(spec, partition)
+        for name in (DATA_FILE, MANIFEST_FILE):
+            path = f"{directory}/{name}"
+            if self.is_local:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(path)
+        if self.is_local:
+            # Tidy empty directories up to the dataset root.
+            d = Path(directory)
+            stop = Path(self.root) / spec.name
+            while d != stop and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+                d = d.parent
+
+    def scan(self, uris: Sequence[str]) -> pl.LazyFrame:
+        return pl.scan_parquet(list(uris), storage_options=self.storage_options, hive_partitioning=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Warm tier (DuckDB)
+# --------------------------------------------------------------------------------------------
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return ("lock" in text and ("could not set" in text or "conflicting" in text)) or "conflict" in text
+
+
+class WarmTier:
+    tier = Tier.WARM
+
+    def __init__(self, path: Path, lock_timeout: float = 600.0):
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self.label = f"warm tier ({self.path})"
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, retried while another process holds the file's write lock (one writer per file)."""
+        if read_only and not self.path.exists():
+            raise PartitionNotFound(f"{self.label} does not exist yet")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise LakeStorageError(f"{self.label}: cannot open: {exc}") from exc
+                time.sleep(delay + random.random() * delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
+
+    def _with_write_retry(self, fn):
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.02
+        while True:
+            try:
+                with self.connect() as con:
+                    return fn(con)
+            except (duckdb.TransactionException, duckdb.IOException) as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise LakeStorageError(f"{self.label}: write failed: {exc}") from exc
+                time.sleep(delay + random.random() * delay)
+                delay = min(delay * 2, 1.0)
+
+    @staticmethod
+    def _ensure_manifest(con) -> None:
+        con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {MANIFEST_TABLE} (
+                dataset VARCHAR, partition VARCHAR, rows BIGINT, sha256 VARCHAR, bytes BIGINT,
+                written_at VARCHAR, min_ts VARCHAR, max_ts VARCHAR, schema VARCHAR,
+                PRIMARY KEY (dataset, partition))"""
+        )
+
+    @staticmethod
+    def _where(spec: DatasetSpec, partition: Partition) -> tuple[str, list]:
+        clauses, params = [], []
+        for field, value in partition:
+            if field == "date" and spec.time_column:
+                lo, hi = day_bounds(value)
+                clauses.append(f'"{spec.time_column}" >= ? AND "{spec.time_column}" < ?')
+                params += [lo, hi]
+            else:
+                clauses.append(f'"{field}" = ?')
+                params.append(value)
+        return (" AND ".join(clauses) or "TRUE"), params
+
+    def table_exists(self, con, name: str) -> bool:
+        return bool(con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [name]
+        ).fetchone()[0])
+
+    def write(self, spec: DatasetSpec, partition: Partition, df: pl.DataFrame, data: bytes | None = None) -> PartitionInfo:
+        data = data if data is not None else encode_parquet(df)
+        lo, hi = _ts_range(spec, df)
+        info = PartitionInfo(
+            dataset=spec.name, tier=Tier.WARM.value, partition=partition, rows=df.height,
+            sha256=sha256(data), bytes=len(data), uri=f"duckdb://{self.path}#{spec.name}/{partition_path(partition)}",
+            written_at=_now(), min_ts=lo, max_ts=hi,
+        )
+        incoming = df.to_arrow()
+        table = spec.name
+
+        def txn(con):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._ensure_manifest(con)
+                con.register("_incoming", incoming)
+                if not self.table_exists(con, table):
+                    con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM _incoming LIMIT 0')
+                existing = {r[0] for r in con.execute(f'DESCRIBE "{table}"').fetchall()}
+                described = con.execute("DESCRIBE _incoming").fetchall()
+                for name, dtype, *_ in described:
+                    if name not in existing:  # schema evolution: new columns are added, never dropped
+                        con.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {dtype}')
+                where, params = self._where(spec, partition)
+                con.execute(f'DELETE FROM "{table}" WHERE {where}', params)
+                if incoming.num_rows:
+                    con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _incoming')
+                con.execute(
+                    f"INSERT OR REPLACE INTO {MANIFEST_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [spec.name, partition_path(partition), info.rows, info.sha256, info.bytes,
+                     info.written_at, lo, hi, _schema_json(df)],
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("_incoming")
+
+        try:
+            self._with_write_retry(txn)
+        except duckdb.Error as exc:
+            raise LakeStorageError(f"{self.label}: writing {spec.name} {partition_label(partition)} failed: {exc}") from exc
+        return info
+
+    def manifests(self, spec: DatasetSpec) -> dict[Partition, dict]:
+        if not self.path.exists():
+            return {}
+        with self.connect(read_only=True) as con:
+            if not self.table_exists(con, MANIFEST_TABLE):
+                return {}
+            rows = con.execute(
+                f"SELECT partition, rows, sha256, bytes, written_at, min_ts, max_ts, schema FROM {MANIFEST_TABLE} WHERE dataset = ?",
+                [spec.name],
+            ).fetchall()
+        out = {}
+        for part, nrows, digest, nbytes, written, lo, hi, schema in rows:
+            p = parse_partition_path(spec, part) if spec.partition_by else ()
+            out[p] = {"rows": nrows, "sha256": digest, "bytes": nbytes, "written_at": written,
+                      "min_ts": lo, "max_ts": hi, "schema": schema, "partition": part}
+        return out
+
+    def list(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> list[Partition]:
+        parts = list(self.manifests(spec))
+        if symbols is not None and "symbol" in spec.partition_by:
+            wanted = set(symbols)
+            parts = [p for p in parts if dict(p)["symbol"] in wanted]
+        return sorted(parts)
+
+    def manifest(self, spec: DatasetSpec, partition: Partition) -> dict | None:
+        return self.manifests(spec).get(partition)
+
+    def read(self, spec: DatasetSpec, partition: Partition, con=None) -> pl.DataFrame:
+        manifest = self.manifest(spec, partition)
+        if manifest is None:
+            raise PartitionNotFound(f"{spec.name} {partition_label(partition)} is not in the {self.label}")
+        where, params = self._where(spec, partition)
+        # rowid keeps insertion order among equal timestamps (ticks sharing a millisecond).
+        order = f'"{spec.time_column}", rowid' if spec.time_column else "rowid"
+        with self.connect(read_only=True) as c:
+            if not self.table_exists(c, spec.name):
+                table = pl.DataFrame()
+            else:
+                table = c.execute(f'SELECT * FROM "{spec.name}" WHERE {where} ORDER BY {order}', params).pl()
+        df = cast_to_schema(table, manifest["schema"])
+        wanted = list(json.loads(manifest["schema"]))
+        # Columns added to the table by later partitions are not part of this partition's schema.
+        return df.select([c for c in wanted if c in df.columns])
+
+    def delete(self, spec: DatasetSpec, partition: Partition) -> None:
+        def txn(con):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._ensure_manifest(con)
+                if self.table_exists(con, spec.name):
+                    where, params = self._where(spec, partition)
+                    con.execute(f'DELETE FROM "{spec.name}" WHERE {where}', params)
+                con.execute(f"DELETE FROM {MANIFEST_TABLE} WHERE dataset = ? AND partition = ?",
+                            [spec.name, partition_path(partition)])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+        if self.path.exists():
+            self._with_write_retry(txn)
+
+
+# --------------------------------------------------------------------------------------------
+# The lake: tiers together
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Located:
+    partition: Partition
+    tier: Tier
+
+
+class Lake:
+    """All tiers of one lake, from settings. Storage paths are built here and nowhere else."""
+
+    def __init__(self, settings: LakeSettings):
+        self.settings = settings
+        self.hot = ParquetTier(Tier.HOT, str(settings.hot_root))
+        self.warm = WarmTier(settings.warm_path)
+        if settings.cold_is_s3:
+            from lake_resources.s3 import polars_storage_options, s3_filesystem
+
+            fs = s3_filesystem(settings)
+            self.cold = ParquetTier(Tier.COLD, settings.cold_root, fs=fs,
+                                    storage_options=polars_storage_options(settings),
+                                    label=f"cold tier ({settings.cold_root} at {settings.s3_endpoint})")
+            self.raw = ParquetTier(Tier.COLD, settings.raw_root, fs=fs, label=f"raw zone ({settings.raw_root} at {settings.s3_endpoint})")
+        else:
+            self.cold = ParquetTier(Tier.COLD, settings.cold_root)
+            self.raw = ParquetTier(Tier.COLD, settings.raw_root, label=f"raw zone ({settings.raw_root})")
+
+    @classmethod
+    def from_env(cls) -> Lake:
+        return cls(LakeSettings.from_env())
+
+    def tier(self, tier: Tier | str) -> ParquetTier | WarmTier:
+        tier = Tier.parse(tier)
+        return {Tier.HOT: self.hot, Tier.WARM: self.warm, Tier.COLD: self.cold}[tier]
+
+    def ensure_bucket(self) -> None:
+        """Create the cold bucket if it does not exist (embedded/local setups; MinIO compose does it too)."""
+        if self.settings.cold_is_s3:
+            fs = self.cold.fs
+            if not fs.exists(self.settings.s3_bucket):
+                fs.mkdir(self.settings.s3_bucket)
+
+    # raw zone ----------------------------------------------------------------
+    @staticmethod
+    def raw_relpath(source: str, symbol: str, day: date | str, filename: str) -> str:
+        """``{source}/symbol={SYMBOL}/date={YYYY-MM-DD}/{filename}``: every payload as received."""
+        return "/".join([
+            validate_partition_value(source),
+            f"symbol={validate_symbol(symbol)}",
+            f"date={parse_date(day).isoformat()}",
+            validate_partition_value(filename),
+        ])
+
+    def put_raw(self, source: str, symbol: str, day: date | str, filename: str, data: bytes) -> str:
+        return self.raw.put_file(self.raw_relpath(source, symbol, day, filename), data)
+
+    def get_raw(self, source: str, symbol: str, day: date | str, filename: str) -> bytes | None:
+        return self.raw.get_file(self.raw_relpath(source, symbol, day, filename))
+
+    # writes ------------------------------------------------------------------
+    def write(self, dataset: str | DatasetSpec, partition: Partition, df: pl.DataFrame,
+              tier: Tier | str | None = None) -> PartitionInfo:
+        """Replace one partition in ``tier`` (default: the dataset's home), then drop copies elsewhere."""
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        target = Tier.parse(tier) if tier is not None else spec.tier
+        if tuple(f for f, _ in partition) != spec.partition_by:
+            raise LakeValidationError(f"{spec.name} is partitioned by {spec.partition_by}, got {partition_label(partition)}")
+        partition = spec.partition(**dict(partition))
+        df = prepare_frame(spec, df)
+        data = encode_parquet(df)
+        store = self.tier(target)
+        if isinstance(store, WarmTier):
+            info = store.write(spec, partition, df, data)
+        else:
+            info = store.write_encoded(spec, partition, data, df)
+        # A re-materialized partition must not leave an older copy in another tier.
+        for other in TIER_PREFERENCE:
+            if other != target and self._holds(other, spec, partition):
+                self.tier(other).delete(spec, partition)
+        return info
+
+    def _holds(self, tier: Tier, spec: DatasetSpec, partition: Partition) -> bool:
+        store = self.tier(tier)
+        if isinstance(store, WarmTier):
+            return store.path.exists() and store.manifest(spec, partition) is not None
+        return store.exists(spec, partition)
+
+    # catalogue ----------------------------------------------------------------
+    def locate(self, dataset: str | DatasetSpec, symbols: Iterable[str] | None = None,
+               start: date | None = None, end: date | None = None,
+               tier: Tier | str | None = None) -> list[Located]:
+        """Each partition once, in the fastest tier that holds it, pruned by symbol and date range."""
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        symbols = list(symbols) if symbols is not None else None
+        tiers = [Tier.parse(tier)] if tier is not None else list(TIER_PREFERENCE)
+        chosen: dict[Partition, Tier] = {}
+        for t in tiers:
+            for p in self.tier(t).list(spec, symbols):
+                if p in chosen:
+                    continue
+                fields = dict(p)
+                if "date" in fields:
+                    d = date.fromisoformat(fields["date"])
+                    if (start and d < start) or (end and d > end):
+                        continue
+                if symbols is not None and "symbol" in fields and fields["symbol"] not in symbols:
+                    continue
+                chosen[p] = t
+        return [Located(p, t) for p, t in sorted(chosen.items())]
+
+    def find(self, dataset: str | DatasetSpec, partition: Partition) -> Tier | None:
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        for t in TIER_PREFERENCE:
+            if self._holds(t, spec, partition):
+                return t
+        return None
+
+    def read_partition(self, dataset: str | DatasetSpec, partition: Partition) -> pl.DataFrame:
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        t = self.find(spec, partition)
+        if t is None:
+            raise PartitionNotFound(
+                f"{spec.name} {partition_label(partition)} is not stored in any tier (hot, warm, cold)"
+            )
+        return self.tier(t).read(spec, partition)
+
+    def manifest(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str) -> dict | None:
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        return self.tier(tier).manifest(spec, partition)
+
+    def verify(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str | None = None) -> tuple[bool, str]:
+        """Does the stored partition match its manifest (row count and SHA-256)?"""
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        t = Tier.parse(tier) if tier else self.find(spec, partition)
+        if t is None:
+            return False, f"{spec.name} {partition_label(partition)} not found in any tier"
+        store = self.tier(t)
+        manifest = store.manifest(spec, partition)
+        if manifest is None:
+            return False, f"{spec.name} {partition_label(partition)} in {t.value} has no manifest"
+        if isinstance(store, WarmTier):
+            df = store.read(spec, partition)
+            digest, rows = sha256(encode_parquet(df)), df.height
+        else:
+            data = store.read_bytes(spec, partition)
+            try:
+                rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+            except (pa.ArrowInvalid, OSError):
+                rows = -1  # not a readable Parquet file at all
+            digest = sha256(data)
+        ok = digest == manifest["sha256"] and rows == manifest["rows"]
+        detail = (f"{spec.name} {partition_label(partition)} in {t.value}: rows {rows} (manifest {manifest['rows']}), "
+                  f"sha256 {digest[:12]}… (manifest {manifest['sha256'][:12]}…)")
+        return ok, detail

@@ -1,0 +1,60 @@
+"""Shared pytest fixtures: paths to the real Dukascopy fixtures, a fresh lake home per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "dukascopy"
+DATAFEED = SHARED_FIXTURES / "datafeed"
+
+
+@pytest.fixture(scope="session")
+def dukascopy_fixtures() -> Path:
+    """``../shared/fixtures/dukascopy`` (real files: EURUSD 2019-02-04 ticks and candles)."""
+    if not DATAFEED.is_dir():
+        pytest.fail(f"real Dukascopy fixtures not found at {SHARED_FIXTURES}")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def datafeed_dir(dukascopy_fixtures: Path) -> Path:
+    return dukascopy_fixtures / "datafeed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Lakes on real parts
+# ---------------------------------------------------------------------------------------------
+import itertools  # noqa: E402
+
+from lake_tests.s3server import S3Server  # noqa: E402
+
+_bucket_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> S3Server:
+    """A real S3 server (SeaweedFS ``weed mini``) on loopback, once per test session."""
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def lake_settings(tmp_path):
+    """Settings of a fresh embedded lake (cold tier = local directory)."""
+    from lake_resources.settings import LakeSettings
+
+    return LakeSettings(home=tmp_path / "lake", symbols=("EURUSD", "XAUUSD", "AAPL"))
+
+
+@pytest.fixture
+def s3_lake_settings(tmp_path, s3_server):
+    """Settings of a fresh lake whose cold tier is a new bucket on the real S3 server."""
+    from lake_resources.settings import LakeSettings
+
+    env = s3_server.env(f"lake-{next(_bucket_ids)}-{os.getpid()}")
+    return LakeSettings.from_env({"LAKE_HOME": str(tmp_path / "lake"), **env})
