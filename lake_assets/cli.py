@@ -62,17 +62,27 @@ def cmd_sql(args) -> int:
 
 
 def cmd_storage(args) -> int:
-    from lake_resources.lifecycle_report import storage_report
+    from lake_resources.lifecycle import cli_storage
 
-    report = storage_report(_settings())
-    if args.json:
-        print(report.write_json())
-    else:
-        import polars as pl
+    return cli_storage(_settings(), args)
 
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200):
-            print(report)
-    return 0
+
+def cmd_migrate(args) -> int:
+    from lake_resources.lifecycle import cli_migrate
+
+    return cli_migrate(_settings(), args)
+
+
+def cmd_bench(args) -> int:
+    from lake_resources.bench import cli_bench
+
+    return cli_bench(args)
+
+
+def cmd_replay(args) -> int:
+    from lake_resources.research.replay import cli_replay
+
+    return cli_replay(_settings(), args)
 
 
 def cmd_config(args) -> int:
@@ -133,6 +143,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("storage", help="partitions, rows and bytes per dataset and tier")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_storage)
+
+    p = sub.add_parser("migrate", help="move partitions between tiers by policy (copy, verify, then delete)")
+    p.add_argument("--dataset")
+    p.add_argument("--older-than", type=int, metavar="DAYS")
+    p.add_argument("--to", choices=["hot", "warm", "cold"])
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(fn=cmd_migrate)
+
+    p = sub.add_parser("bench", help="benchmark harness: every figure as a ratio against its baseline")
+    p.add_argument("--quick", action="store_true", help="small data, under a minute")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--only", help="comma-separated figure ids to run")
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("replay", help="stream rows in time order across symbols (JSON lines)")
+    p.add_argument("--dataset", default="bars_1m")
+    p.add_argument("--symbols", required=True)
+    p.add_argument("--start", required=True)
+    p.add_argument("--end", required=True)
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--speed", help="e.g. 60x: sixty times real time")
+    speed.add_argument("--as-fast-as-possible", action="store_true")
+    p.add_argument("--out", help="write JSON lines to FILE instead of stdout")
+    p.set_defaults(fn=cmd_replay)
 
     p = sub.add_parser("config", help="show the settings in force (secrets hidden)")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lake_assets import canonical, ingest
+from lake_assets import canonical, ingest, lifecycle, operations, research
 from lake_assets.resources import RESOURCES
 
 defs = dg.Definitions.merge(
     ingest.defs,
     canonical.defs,
+    research.defs,
+    lifecycle.defs,
+    operations.defs,
     dg.Definitions(resources=RESOURCES),
 )
