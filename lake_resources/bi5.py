@@ -26,6 +26,7 @@ CANDLE_RECORD = np.dtype(
     [("sec", ">u4"), ("open", ">u4"), ("close", ">u4"), ("low", ">u4"), ("high", ">u4"), ("volume", ">f4")]
 )
 TS_DTYPE = pl.Datetime("ns", "UTC")
+MS_PER_HOUR = 3_600_000
 _NS_PER_MS = 1_000_000
 _NS_PER_S = 1_000_000_000
 
@@ -65,6 +66,20 @@ def records(raw: bytes, dtype: np.dtype, *, name: str = "<bytes>") -> np.ndarray
 def tick_points(payload: bytes, *, name: str = "<bytes>") -> np.ndarray:
     """Decompress and view a tick file as raw integer-point records (no normalisation)."""
     return records(decompress(payload, name=name), TICK_RECORD, name=name)
+
+
+def beyond_hour_records(recs: np.ndarray) -> np.ndarray:
+    """Indices of tick records whose ms offset is >= one hour (a corrupt or misfiled record).
+
+    One reduction over the (big-endian, strided) ``ms`` field settles the normal case without
+    allocating a mask; only a file that has such records pays for the comparison that finds them.
+    """
+    if recs.size == 0:
+        return np.empty(0, dtype=np.intp)
+    ms = recs["ms"]
+    if int(ms.max()) < MS_PER_HOUR:
+        return np.empty(0, dtype=np.intp)
+    return np.flatnonzero(ms >= MS_PER_HOUR)
 
 
 def ticks_frame(recs: np.ndarray, hour_start_ns: np.ndarray | int, decimal_factor: int) -> pl.DataFrame:
@@ -155,11 +170,12 @@ def decode_day_ticks_checked(
     for (h, _), recs in zip(work, decoded):
         if recs is None:
             continue
-        beyond = recs["ms"] >= 3_600_000
-        if beyond.any():
-            count = int(beyond.sum())
-            problems.append(HourProblem(h, names[h], f"{names[h]}: {count} record(s) with a timestamp beyond the hour (ms >= 3600000)", count))
-            recs = recs[~beyond]
+        beyond = beyond_hour_records(recs)
+        if beyond.size:
+            problems.append(HourProblem(
+                h, names[h], f"{names[h]}: {beyond.size} record(s) with a timestamp beyond the hour (ms >= {MS_PER_HOUR})", beyond.size
+            ))
+            recs = np.delete(recs, beyond)
         parts.append(recs)
         starts.append(day_ns + h * 3600 * _NS_PER_S)
     problems.sort(key=lambda p: p.hour)

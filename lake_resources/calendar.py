@@ -1,0 +1,128 @@
+"""Trading hours per market, in UTC, for gap checks: when should an instrument have data?
+
+Simple, stated rules (not an exchange calendar):
+
+- FX and metals (``Market.FX``): open around the clock except from Friday 17:00 New York time to
+  Sunday 17:00 New York time (21:00/22:00 UTC depending on US daylight saving), and closed for the
+  Christmas and New Year sessions: 17:00 New York on Dec 24 to 17:00 on Dec 25, and 17:00 on Dec 31
+  to 17:00 on Jan 1.
+- Crypto (``Market.CRYPTO``): 24/7.
+- Vendor US equities (``Market.US_EQUITY``): weekdays 09:30-16:00 New York time, i.e. 13:30-20:00
+  UTC in summer and 14:30-21:00 UTC in winter (the session the vendor pulls and
+  ``lake_resources.generate`` cover; US market holidays are not modelled).
+- Anything else (index and stock CFDs, ...): ``Market.UNKNOWN``, no rule; callers must not guess.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from enum import Enum
+from zoneinfo import ZoneInfo
+
+from lake_resources.instruments import instrument
+
+NEW_YORK = ZoneInfo("America/New_York")
+FX_ROLL = time(17, 0)  # the FX day ends at 17:00 New York
+EQUITY_SESSION_NEW_YORK = (time(9, 30), time(16, 0))
+
+# ISO 4217 codes Dukascopy quotes, plus the precious metals priced like currencies
+_CURRENCIES = frozenset(
+    "AED AUD CAD CHF CNH CZK DKK EUR GBP HKD HUF ILS JPY MXN NOK NZD PLN RON SAR SEK SGD THB TRY "
+    "USD ZAR RUB XAU XAG XPT XPD".split()
+)
+# Base codes of the crypto pairs in the catalogue (BTCUSD, ETHEUR, ...)
+_CRYPTO = frozenset("ADA AVE BAT BCH BTC CMP DSH ENJ EOS ETH LNK LTC MAT MKR TRX UNI XLM YFI".split())
+_PAIR = re.compile(r"^([A-Z]{3})([A-Z]{3})$")
+
+Interval = tuple[datetime, datetime]
+
+
+class Market(str, Enum):
+    FX = "fx"  # currencies and metals
+    CRYPTO = "crypto"
+    US_EQUITY = "us_equity"
+    UNKNOWN = "unknown"
+
+
+def market_of(symbol: str) -> Market:
+    """Classify a catalogue symbol (raises ``UnknownSymbolError`` for one the catalogue lacks)."""
+    inst = instrument(symbol)
+    if inst.source == "vendor":
+        return Market.US_EQUITY
+    pair = _PAIR.match(inst.symbol)
+    if pair:
+        base, quote = pair.groups()
+        if base in _CRYPTO:
+            return Market.CRYPTO
+        if base in _CURRENCIES and quote in _CURRENCIES:
+            return Market.FX
+    return Market.UNKNOWN
+
+
+def _utc_day(day: date) -> Interval:
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def _new_york(day: date, at: time = FX_ROLL) -> datetime:
+    return datetime.combine(day, at, tzinfo=NEW_YORK).astimezone(timezone.utc)
+
+
+def fx_closures(day: date) -> list[Interval]:
+    """The FX closures (UTC) that could overlap the UTC day ``day``."""
+    closures = []
+    for offset in range(-7, 3):
+        friday = day + timedelta(days=offset)
+        if friday.weekday() == 4:
+            closures.append((_new_york(friday), _new_york(friday + timedelta(days=2))))
+    for year in (day.year - 1, day.year):
+        closures.append((_new_york(date(year, 12, 24)), _new_york(date(year, 12, 25))))
+        closures.append((_new_york(date(year, 12, 31)), _new_york(date(year + 1, 1, 1))))
+    return sorted(closures)
+
+
+def _subtract(window: Interval, holes: list[Interval]) -> list[Interval]:
+    pieces = [window]
+    for hole_start, hole_end in holes:
+        next_pieces = []
+        for start, end in pieces:
+            if hole_end <= start or hole_start >= end:
+                next_pieces.append((start, end))
+                continue
+            if start < hole_start:
+                next_pieces.append((start, hole_start))
+            if hole_end < end:
+                next_pieces.append((hole_end, end))
+        pieces = next_pieces
+    return pieces
+
+
+def trading_sessions(symbol: str, day: date) -> list[Interval]:
+    """The symbol's open intervals within the UTC day ``day`` (UTC, half-open), in time order.
+
+    Raises ``ValueError`` for a ``Market.UNKNOWN`` symbol: it has no rule here.
+    """
+    market = market_of(symbol)
+    window = _utc_day(day)
+    if market is Market.CRYPTO:
+        return [window]
+    if market is Market.FX:
+        return _subtract(window, fx_closures(day))
+    if market is Market.US_EQUITY:
+        if day.weekday() >= 5:
+            return []
+        open_, close = (_new_york(day, t) for t in EQUITY_SESSION_NEW_YORK)
+        return [(open_, close)]
+    raise ValueError(f"no trading-hours rule for {symbol} (market {market.value}); cannot say when it trades")
+
+
+def expected_hours(symbol: str, day: date) -> list[int]:
+    """UTC hours (0-23) of ``day`` that overlap one of the symbol's sessions."""
+    start, _ = _utc_day(day)
+    sessions = trading_sessions(symbol, day)
+    return [
+        h
+        for h in range(24)
+        if any(s < start + timedelta(hours=h + 1) and e > start + timedelta(hours=h) for s, e in sessions)
+    ]
