@@ -10,6 +10,7 @@ import polars as pl
 from lake_assets.metadata import OWNERS, dataset_description, dataset_kinds, dataset_metadata
 from lake_assets.partitions import date_symbol_partitions, split_key
 from lake_resources import bi5
+from lake_resources.calendar import expected_hours
 from lake_resources.instruments import instrument
 from lake_resources.resources import ALLOW_MISSING_KEY, DukascopyResource, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
@@ -72,6 +73,11 @@ def fetch_raw_day(context, source, store, key: str, progress: str = "") -> pl.Da
         rows.append({"ts": f.hour, "symbol": symbol, "hour": f.hour.hour, "status": f.status,
                      "bytes": len(f.payload), "sha256": f.sha256, "source": f.source})
     frame = pl.DataFrame(rows, schema=RAW_HOURS_SCHEMA)
+    expected = set(expected_hours(symbol, date.fromisoformat(day)))
+    missing_open = sorted(expected & {r["hour"] for r in rows if r["status"] == "missing"})
+    if expected and len(missing_open) == len(expected):
+        # A wrong mirror URL answers 404 for everything, which looks exactly like "no data".
+        context.log.warning(f"{symbol} {day}: every trading hour is missing at {source.base}: is the source right?")
     context.log.info(
         f"{progress}{symbol} {day}: "
         + ", ".join(f"{n} {s}" for s, n in sorted(frame["status"].value_counts().iter_rows()))
