@@ -1,5 +1,5 @@
 import dagster as dg
 
-from lake_assets.canonical import assets
+from lake_assets.canonical import assets, checks
 
-defs = dg.Definitions(assets=dg.load_assets_from_modules([assets]))
+defs = dg.Definitions(assets=dg.load_assets_from_modules([assets]), asset_checks=checks.CHECKS)

@@ -1,0 +1,477 @@
+"""Asset checks for every dataset asset, from one factory: :func:`build_dataset_checks`.
+
+Each dataset asset gets one multi-check op reading each partition once through the lake
+(``lake.read_partition``) and evaluating the kinds of checks asked for:
+
+- ``schema``: the dataset's pandera (polars) schema; **blocking**: a failure stops everything
+  downstream in the run. Always emits a result (an unreadable partition is a failure), with the
+  failure count, a sample of failure cases and of the failing rows (markdown tables).
+- ``timestamps``: every ``ts`` inside the partition's UTC day and non-decreasing.
+- ``prices``: prices > 0 and finite, bid <= ask. ``ohlc``: low <= open, close <= high.
+- ``duplicates``: rows repeating an earlier row on the dataset's key columns.
+- ``gaps``: UTC hours of the instrument's trading hours without data (weekends and the closures of
+  ``lake_resources.calendar`` are not gaps), listed in the result.
+- ``row_count``: the partition's rows against the same symbol's trailing days (from the partition
+  manifests, via ``Lake.locate``).
+- ``checksum``: the stored partition's rows and SHA-256 match its manifest (``Lake.verify``).
+
+Checks are partitioned like their asset: a result per partition, shown per partition in the UI. When
+a single-run backfill stores a range of partitions, every partition of the range is checked and each
+result also lists the range's failing partitions (``run_failing_partitions``).
+"""
+
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+# The record Dagster itself builds from an AssetCheckResult, to point a result at the partition's
+# latest materialization (a per-partition result in a range run is emitted as an evaluation).
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+from lake_assets.canonical.assets import bars_1d, bars_1h, bars_1m, bars_5m
+from lake_assets.ingest.assets import raw_dukascopy, ticks
+from lake_assets.ingest.vendor import RAW_VENDOR_STATUSES, headlines, option_greeks, raw_vendor
+from lake_resources import quality
+from lake_resources.calendar import Market, expected_hours, market_of
+from lake_resources.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
+from lake_resources.instruments import UnknownSymbolError, instrument
+from lake_resources.resources import LakeResource, frame_preview_md, partition_from_key
+from lake_resources.schemas import SCHEMAS, SYMBOL_PATTERN, validate_frame
+from lake_resources.sources.vendor import FEED_KEYS, FEEDS
+from lake_resources.storage import Lake, Located, PartitionNotFound
+from lake_resources.transforms.ticks import TS_DTYPE
+
+SCHEMA, TIMESTAMPS, PRICES, OHLC, DUPLICATES, GAPS, ROW_COUNT, CHECKSUM = (
+    "schema", "timestamps", "prices", "ohlc", "duplicates", "gaps", "row_count", "checksum",
+)
+SAMPLE_ROWS = 10  # failing rows shown in a result
+MAX_LISTED_PARTITIONS = 100
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    check_name: str  # the asset check's name in Dagster
+    description: str
+    needs: tuple[str, ...] = ()  # partition fields the check needs
+
+
+CHECK_KINDS: dict[str, CheckKind] = {
+    SCHEMA: CheckKind("schema_valid", "Rows match the dataset's pandera schema (column types, nullability, value "
+                      "rules). Blocking: a failure stops downstream assets."),
+    TIMESTAMPS: CheckKind("timestamps_in_day", "Every ts is inside the partition's UTC day and never goes back in time.",
+                          ("date",)),
+    PRICES: CheckKind("prices_valid", "Prices are positive and finite; bid <= ask."),
+    OHLC: CheckKind("ohlc_consistent", "low <= open, close <= high (mid, and bid/ask where present)."),
+    DUPLICATES: CheckKind("no_duplicates", "No row repeats an earlier row on the dataset's key columns."),
+    GAPS: CheckKind("no_trading_hour_gaps", "Every UTC hour inside the instrument's trading hours has data "
+                    "(weekends and known closures are not gaps).", ("date", "symbol")),
+    ROW_COUNT: CheckKind("row_count_normal", "The row count is in line with the symbol's trailing days "
+                         "(median +/- robust band, from the partition manifests).", ("date", "symbol")),
+    CHECKSUM: CheckKind("checksum_matches_manifest", "The stored partition's row count and SHA-256 match its manifest."),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Schemas of the raw index datasets (the canonical ones are in lake_resources.schemas)
+# ------------------------------------------------------------------------------------------
+def _rule(name: str, expr: pl.Expr, error: str) -> pa.Check:
+    return pa.Check(lambda data: data.lazyframe.select(expr.fill_null(True).alias(name)), name=name, error=error)
+
+
+_SHA256 = pa.Check.str_matches(r"^[0-9a-f]{64}$")
+RAW_DUKASCOPY_SCHEMA = pa.DataFrameSchema(
+    {
+        "ts": pa.Column(TS_DTYPE, nullable=False),
+        "symbol": pa.Column(pl.Utf8, checks=[pa.Check.str_matches(SYMBOL_PATTERN)]),
+        "hour": pa.Column(pl.Int8, checks=[pa.Check.in_range(0, 23)]),
+        "status": pa.Column(pl.Utf8, checks=[pa.Check.isin(["present", "empty", "missing"])]),
+        "bytes": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
+        "sha256": pa.Column(pl.Utf8, checks=[_SHA256], nullable=True),
+        "source": pa.Column(pl.Utf8),
+    },
+    checks=[
+        _rule("hour_matches_ts", pl.col("ts").dt.hour() == pl.col("hour"), "hour must be the hour of ts"),
+        _rule("present_has_bytes", (pl.col("status") != "present") | (pl.col("bytes") > 0),
+              "a present hour has a non-empty file"),
+        _rule("sha256_unless_missing", (pl.col("status") == "missing") | pl.col("sha256").is_not_null(),
+              "present and empty hours carry the file's SHA-256"),
+    ],
+    strict=True,
+    name="raw_dukascopy",
+)
+RAW_VENDOR_SCHEMA = pa.DataFrameSchema(
+    {
+        "ts": pa.Column(TS_DTYPE, nullable=False),
+        "symbol": pa.Column(pl.Utf8, checks=[pa.Check.str_matches(SYMBOL_PATTERN)]),
+        "vendor": pa.Column(pl.Utf8),
+        "feed": pa.Column(pl.Utf8, checks=[pa.Check.isin(list(FEEDS))]),
+        "pull_id": pa.Column(pl.Utf8),
+        "location": pa.Column(pl.Utf8),
+        "raw_file": pa.Column(pl.Utf8, nullable=True),
+        "bytes": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
+        "stored_bytes": pa.Column(pl.Int64, checks=[pa.Check.ge(0)], nullable=True),
+        "sha256": pa.Column(pl.Utf8, checks=[_SHA256], nullable=True),
+        "status": pa.Column(pl.Utf8, checks=[pa.Check.isin(list(RAW_VENDOR_STATUSES))]),
+        "records": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
+        "quarantined_records": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
+        "reason": pa.Column(pl.Utf8, nullable=True),
+    },
+    checks=[
+        _rule("stored_unless_too_large", (pl.col("status") == "too_large") | pl.col("raw_file").is_not_null(),
+              "every pull but a too-large one is kept in the raw zone"),
+        _rule("reason_when_quarantined", (pl.col("status") == "ok") | pl.col("reason").is_not_null(),
+              "a quarantined pull or record says why"),
+    ],
+    strict=True,
+    name="raw_vendor",
+)
+# Registered beside the canonical schemas so validate_frame() knows every dataset; setdefault keeps
+# a definition lake_resources.schemas may add later.
+SCHEMAS.setdefault("raw_dukascopy", RAW_DUKASCOPY_SCHEMA)
+SCHEMAS.setdefault("raw_vendor", RAW_VENDOR_SCHEMA)
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluating one partition
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Evaluated:
+    """One check's result on one partition."""
+
+    passed: bool
+    severity: str  # "ERROR" | "WARN"
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PartitionData:
+    key: str | None
+    partition: Partition
+    tier: Tier | None  # where it is stored (None: nowhere)
+    frame: pl.DataFrame | None
+    read_error: str | None
+
+    @property
+    def day(self) -> date | None:
+        value = dict(self.partition).get("date")
+        return date.fromisoformat(value) if value else None
+
+    @property
+    def symbol(self) -> str | None:
+        return dict(self.partition).get("symbol")
+
+
+def _md(df: pl.DataFrame, rows: int = SAMPLE_ROWS) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame_preview_md(df, rows))
+
+
+def _from_outcome(outcome: quality.CheckOutcome) -> Evaluated:
+    meta = dict(outcome.metadata)
+    if outcome.failing_rows is not None and outcome.failing_rows.height:
+        meta["failing_rows_sample"] = _md(outcome.failing_rows)
+    return Evaluated(outcome.passed, outcome.severity, outcome.description, meta)
+
+
+def _market(symbol: str) -> Market:
+    try:
+        return market_of(symbol)
+    except UnknownSymbolError:
+        return Market.UNKNOWN
+
+
+def _trades(symbol: str, day: date) -> bool:
+    """Does the symbol trade at all on ``day`` (False on weekends/closures; True when unknown)?"""
+    return _market(symbol) is Market.UNKNOWN or bool(expected_hours(symbol, day))
+
+
+class TrailingRowCounts:
+    """Row counts of a symbol's trailing partitions, read from the manifests (no data is read)."""
+
+    def __init__(self, store: Lake, spec: DatasetSpec, partitions: Sequence[Partition], days: int):
+        self.store, self.spec, self.days = store, spec, days
+        self.lookback = days * 7 // 5 + 10  # calendar days holding `days` trading days, with holidays
+        dated = [(dict(p)["symbol"], date.fromisoformat(dict(p)["date"])) for p in partitions]
+        symbols = sorted({s for s, _ in dated})
+        lo = min(d for _, d in dated) - timedelta(days=self.lookback) if dated else None
+        hi = max(d for _, d in dated) if dated else None
+        located = store.locate(spec, symbols, lo, hi) if dated else []
+        self.located: dict[tuple[str, date], Located] = {
+            (dict(l.partition)["symbol"], date.fromisoformat(dict(l.partition)["date"])): l for l in located
+        }
+        self._warm: dict | None = None
+
+    def rows(self, loc: Located) -> int | None:
+        if loc.tier is Tier.WARM:
+            if self._warm is None:
+                self._warm = self.store.warm.manifests(self.spec)
+            manifest = self._warm.get(loc.partition)
+        else:
+            manifest = self.store.manifest(self.spec, loc.partition, loc.tier)
+        return None if manifest is None else int(manifest["rows"])
+
+    def trailing(self, symbol: str, day: date) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for back in range(1, self.lookback + 1):
+            d = day - timedelta(days=back)
+            loc = self.located.get((symbol, d))
+            if loc is None or not _trades(symbol, d):
+                continue
+            rows = self.rows(loc)
+            if rows is not None:
+                out.append((d.isoformat(), rows))
+            if len(out) >= self.days:
+                break
+        return out[::-1]
+
+
+class _Unavailable:
+    """Stands in for TrailingRowCounts when the manifests could not be listed."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def trailing(self, symbol: str, day: date) -> list[tuple[str, int]]:
+        raise RuntimeError(self.reason)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    duplicate_keys: tuple[str, ...] | None = None
+    duplicate_severity: str = "ERROR"
+    gaps_for_source: str | None = None  # only symbols of this catalogue source are expected to have data
+    trailing_days: int = 20
+
+
+def _evaluate(kind: str, data: PartitionData, spec: DatasetSpec, store: Lake, options: CheckOptions,
+              trailing: TrailingRowCounts | None) -> Evaluated:
+    if kind == CHECKSUM:
+        ok, detail = store.verify(spec, data.partition, data.tier)
+        return Evaluated(ok, "ERROR", ("stored partition matches its manifest: " if ok else
+                                       "stored partition does NOT match its manifest: ") + detail,
+                         {"tier": data.tier.value if data.tier else "none", "detail": detail})
+    if data.frame is None:
+        return Evaluated(False, "ERROR", f"cannot read {spec.name} {partition_label(data.partition)}: {data.read_error}",
+                         {"error": data.read_error or ""})
+    frame = data.frame
+    if kind == SCHEMA:
+        outcome = validate_frame(spec.name, frame)
+        meta: dict[str, Any] = {"rows": frame.height, "failure_count": outcome.failure_count}
+        if not outcome.passed:
+            meta["failure_cases_sample"] = _md(outcome.failures, 20)
+            rows = outcome.failures["index"].drop_nulls().unique(maintain_order=True).head(SAMPLE_ROWS).to_list()
+            if rows:
+                meta["failing_rows_sample"] = _md(frame.with_row_index("row").filter(pl.col("row").is_in(rows)))
+        return Evaluated(outcome.passed, "ERROR", outcome.message, meta)
+    if kind == TIMESTAMPS:
+        return _from_outcome(quality.check_timestamps_in_day(frame, data.day))
+    if kind == PRICES:
+        return _from_outcome(quality.check_prices(frame))
+    if kind == OHLC:
+        return _from_outcome(quality.check_ohlc(frame))
+    if kind == DUPLICATES:
+        return _from_outcome(quality.check_duplicates(frame, options.duplicate_keys,
+                                                      severity=options.duplicate_severity))
+    if kind == GAPS:
+        symbol = data.symbol
+        if options.gaps_for_source and instrument(symbol).source != options.gaps_for_source:
+            return Evaluated(True, "WARN", f"{symbol} has no {options.gaps_for_source} feed for {spec.name}: "
+                             "gaps not checked", {"symbol": symbol})
+        return _from_outcome(quality.check_gaps(frame, symbol, data.day))
+    if kind == ROW_COUNT:
+        symbol, day = data.symbol, data.day
+        if not _trades(symbol, day):
+            return Evaluated(True, "WARN", f"{symbol} does not trade on {day} (weekend or closure): "
+                             f"{frame.height:,} rows not judged", {"current_rows": frame.height})
+        history = trailing.trailing(symbol, day)
+        outcome = quality.check_row_count_anomaly(frame.height, [n for _, n in history])
+        evaluated = _from_outcome(outcome)
+        evaluated.metadata["trailing_days"] = [d for d, _ in history]
+        return evaluated
+    raise ValueError(f"unknown check kind {kind!r}")
+
+
+def _read(store: Lake, spec: DatasetSpec, key: str | None, partition: Partition) -> PartitionData:
+    """The partition from the fastest tier holding it (as ``Lake.read_partition``), with that tier."""
+    tier = None
+    try:
+        tier = store.find(spec, partition)
+        if tier is None:
+            raise PartitionNotFound(f"{spec.name} {partition_label(partition)} is not stored in any tier (hot, warm, cold)")
+        return PartitionData(key, partition, tier, store.tier(tier).read(spec, partition), None)
+    except Exception as exc:  # noqa: BLE001 - an unreadable partition is a failed check, never a crash
+        return PartitionData(key, partition, tier, None, f"{type(exc).__name__}: {exc}")
+
+
+def _target(instance: dg.DagsterInstance, asset_key: dg.AssetKey, key: str | None):
+    """The partition's latest materialization, so the UI links a result to what it checked."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key] if key else None), limit=1
+    ).records
+    if not records:
+        return None
+    rec = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=rec.storage_id, run_id=rec.event_log_entry.run_id, timestamp=rec.timestamp
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The factory
+# ------------------------------------------------------------------------------------------
+def build_dataset_checks(
+    asset: dg.AssetsDefinition | dg.AssetKey | str,
+    dataset_name: str,
+    kinds_of_checks: Iterable[str],
+    *,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    duplicate_keys: Sequence[str] | None = None,
+    duplicate_severity: str = "ERROR",
+    gaps_for_source: str | None = None,
+    trailing_days: int = 20,
+) -> dg.AssetChecksDefinition:
+    """Asset checks of ``kinds_of_checks`` (see :data:`CHECK_KINDS`) for an asset storing ``dataset_name``.
+
+    Partitioned like the asset (``partitions_def`` defaults to the asset's); reads each partition through
+    the lake (resource ``lake``). ``duplicate_keys``: key columns for ``duplicates`` (default: all
+    columns); ``gaps_for_source``: only symbols whose catalogue source is this are expected to have data
+    (e.g. ``"dukascopy"`` for ticks); ``trailing_days``: history of ``row_count``.
+    """
+    spec = dataset_spec(dataset_name)
+    kinds = list(dict.fromkeys(kinds_of_checks))
+    unknown = [k for k in kinds if k not in CHECK_KINDS]
+    if unknown:
+        raise ValueError(f"unknown check kind(s) {unknown}; known: {', '.join(CHECK_KINDS)}")
+    for k in kinds:
+        missing = [f for f in CHECK_KINDS[k].needs if f not in spec.partition_by]
+        if missing:
+            raise ValueError(f"check {k!r} needs partition field(s) {missing}; {spec.name} is partitioned by {spec.partition_by}")
+    if SCHEMA in kinds and spec.name not in SCHEMAS:
+        raise ValueError(f"check 'schema': no pandera schema for {spec.name} in lake_resources.schemas.SCHEMAS")
+    if isinstance(asset, dg.AssetsDefinition):
+        asset_key = asset.key
+        partitions_def = partitions_def or asset.partitions_def
+    else:
+        asset_key = dg.AssetKey.from_coercible(asset)
+    if bool(spec.partition_by) != (partitions_def is not None):
+        raise ValueError(f"{asset_key.to_user_string()}: dataset {spec.name} is partitioned by {spec.partition_by or 'nothing'} "
+                         f"but the checks' partitions definition is {partitions_def!r}")
+    options = CheckOptions(tuple(duplicate_keys) if duplicate_keys else None, duplicate_severity,
+                           gaps_for_source, trailing_days)
+    specs = {
+        kind: dg.AssetCheckSpec(
+            CHECK_KINDS[kind].check_name,
+            asset=asset_key,
+            description=CHECK_KINDS[kind].description
+            + (f" Key columns: {', '.join(options.duplicate_keys)}." if kind == DUPLICATES and options.duplicate_keys else ""),
+            blocking=kind == SCHEMA,
+            partitions_def=partitions_def,
+            metadata={"lake/dataset": spec.name, "lake/check_kind": kind},
+        )
+        for kind in kinds
+    }
+
+    @dg.multi_asset_check(
+        specs=list(specs.values()),
+        name=f"check_{asset_key.to_python_identifier()}",
+        description=f"Quality checks of {spec.name}: {', '.join(kinds)}",
+        can_subset=True,
+    )
+    def _checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
+        store = lake.lake()
+        partitioned = partitions_def is not None
+        keys: list[str | None] = list(context.partition_keys) if partitioned else [None]
+        chosen = {k: s for k, s in specs.items() if s.key in context.selected_asset_check_keys}
+        partitions = [partition_from_key(spec, partitions_def, key) for key in keys]
+        trailing = None
+        if ROW_COUNT in chosen:
+            try:
+                trailing = TrailingRowCounts(store, spec, partitions, trailing_days)
+            except Exception as exc:  # noqa: BLE001 - reported by the row-count results below
+                trailing = _Unavailable(f"trailing row counts unavailable: {type(exc).__name__}: {exc}")
+        results: dict[str, list[tuple[str | None, Evaluated]]] = {k: [] for k in chosen}
+        targets = {}
+        for i, (key, partition) in enumerate(zip(keys, partitions), 1):
+            data = _read(store, spec, key, partition)
+            label = partition_label(partition)
+            for kind in chosen:
+                try:
+                    evaluated = _evaluate(kind, data, spec, store, options, trailing)
+                except Exception as exc:  # noqa: BLE001 - a check that crashed still reports, as a failure
+                    evaluated = Evaluated(False, "ERROR", f"check could not run: {type(exc).__name__}: {exc}")
+                evaluated.description = f"{label}: {evaluated.description}"
+                evaluated.metadata = {"partition": label, **evaluated.metadata}
+                results[kind].append((key, evaluated))
+            targets[key] = _target(context.instance, asset_key, key)
+            if len(keys) > 1 and i % 50 == 0:
+                context.log.info(f"checked {i}/{len(keys)} partitions of {spec.name}")
+
+        for kind, check_spec in chosen.items():
+            failing = [k or "(unpartitioned)" for k, ev in results[kind] if not ev.passed]
+            yield dg.Output(None, output_name=check_spec.get_python_identifier())
+            for key, ev in results[kind]:
+                meta = dict(ev.metadata)
+                if len(keys) > 1:
+                    meta["run_partitions"] = len(keys)
+                    meta["run_failing_partitions"] = failing[:MAX_LISTED_PARTITIONS]
+                yield dg.AssetCheckEvaluation(
+                    asset_key=asset_key,
+                    check_name=check_spec.name,
+                    passed=ev.passed,
+                    metadata=meta,
+                    target_materialization_data=targets.get(key),
+                    severity=dg.AssetCheckSeverity.WARN if ev.severity == "WARN" else dg.AssetCheckSeverity.ERROR,
+                    description=ev.description,
+                    blocking=check_spec.blocking,
+                    partition=key if partitioned else None,
+                )
+            if failing:
+                log = context.log.error if check_spec.blocking else context.log.warning
+                log(f"{spec.name} {check_spec.name}: failed on {len(failing)} of {len(keys)} partition(s): "
+                    + ", ".join(failing[:10]) + (" ..." if len(failing) > 10 else ""))
+
+    return _checks
+
+
+# ------------------------------------------------------------------------------------------
+# Checks of the lake's dataset assets
+# ------------------------------------------------------------------------------------------
+_BAR_CHECKS = (SCHEMA, TIMESTAMPS, PRICES, OHLC, DUPLICATES, GAPS, ROW_COUNT, CHECKSUM)
+
+CHECKS: list[dg.AssetChecksDefinition] = [
+    build_dataset_checks(raw_dukascopy, "raw_dukascopy", (SCHEMA, TIMESTAMPS, DUPLICATES, CHECKSUM),
+                         duplicate_keys=("symbol", "hour")),
+    build_dataset_checks(raw_vendor, "raw_vendor", (SCHEMA, TIMESTAMPS, DUPLICATES, CHECKSUM),
+                         duplicate_keys=("vendor", "feed", "pull_id")),
+    # exact repeats of a tick can be real quotes: worth a look (WARN), not a reason to block
+    build_dataset_checks(ticks, "ticks", (SCHEMA, TIMESTAMPS, PRICES, DUPLICATES, GAPS, ROW_COUNT, CHECKSUM),
+                         duplicate_severity="WARN", gaps_for_source="dukascopy"),
+    build_dataset_checks(bars_1m, "bars_1m", _BAR_CHECKS, duplicate_keys=("symbol", "ts")),
+    build_dataset_checks(bars_5m, "bars_5m", _BAR_CHECKS, duplicate_keys=("symbol", "ts")),
+    build_dataset_checks(bars_1h, "bars_1h", _BAR_CHECKS, duplicate_keys=("symbol", "ts")),
+    # one bar a day: neither hourly gaps nor row-count anomalies mean anything here
+    build_dataset_checks(bars_1d, "bars_1d", (SCHEMA, TIMESTAMPS, PRICES, OHLC, DUPLICATES, CHECKSUM),
+                         duplicate_keys=("symbol", "ts")),
+    build_dataset_checks(option_greeks, "option_greeks", (SCHEMA, TIMESTAMPS, DUPLICATES, ROW_COUNT, CHECKSUM),
+                         duplicate_keys=FEED_KEYS["greeks"]),
+    build_dataset_checks(headlines, "headlines", (SCHEMA, TIMESTAMPS, DUPLICATES, CHECKSUM),
+                         duplicate_keys=FEED_KEYS["headlines"]),
+]
+
+#: For callers that want the checks of one check function: dataset -> its AssetChecksDefinition.
+CHECKS_BY_DATASET: dict[str, dg.AssetChecksDefinition] = {
+    name: c for name, c in zip(
+        ["raw_dukascopy", "raw_vendor", "ticks", "bars_1m", "bars_5m", "bars_1h", "bars_1d", "option_greeks", "headlines"],
+        CHECKS,
+    )
+}
+
+__all__ = ["CHECKS", "CHECK_KINDS", "CHECKS_BY_DATASET", "build_dataset_checks"]
