@@ -1,9 +1,4 @@
-"""quant-lake's Dagster definitions: assets, checks, sensors and schedules, grouped by domain."""
+"""quant-lake's Dagster definitions: assets, checks, sensors and schedules, grouped by domain.
 
-import warnings
-
-import dagster as dg
-
-# Backfill policies and pools are marked beta in Dagster 1.13; we rely on them knowingly.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+Kept free of imports so that ``lake`` commands which do not need Dagster start fast.
+"""

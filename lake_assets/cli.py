@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", type=int, metavar="DAYS")
     p.add_argument("--to", choices=["hot", "warm", "cold"])
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--as-of", metavar="DATE", help="'now' for age-based policies (default LAKE_AS_OF, else today UTC)")
+    p.add_argument("--start", metavar="DATE", help="first partition date to consider")
+    p.add_argument("--end", metavar="DATE", help="last partition date to consider")
+    p.add_argument("--compact", action="store_true", help="also compact closed months in the cold tier afterwards")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_migrate)
 
     p = sub.add_parser("bench", help="benchmark harness: every figure as a ratio against its baseline")

@@ -83,18 +83,23 @@ class LakeClient:
         t0 = _to_datetime(start, end=False) if start is not None else None
         t1 = _to_datetime(end, end=True) if end is not None else None
         frames: list[pl.LazyFrame] = []
-        by_tier: dict[Tier, list[Located]] = {}
-        for loc in located:
-            by_tier.setdefault(loc.tier, []).append(loc)
-        for t in (Tier.HOT, Tier.WARM, Tier.COLD):
-            locs = by_tier.get(t)
-            if not locs:
-                continue
-            if t is Tier.WARM:
-                frames.append(self._read_warm(spec, locs, t0, t1, columns).lazy())
-            else:
+        with contextlib.ExitStack() as stack:
+            warm_con = None
+            # Runs of consecutive partitions from one source, in partition order, so rows come out
+            # ordered by partition whichever tiers (or cold month files) hold them.
+            for (t, month), locs in _segments(located):
+                if t is Tier.WARM:
+                    if warm_con is None:
+                        warm_con = stack.enter_context(self.lake.warm.connect(read_only=True))
+                    frames.append(self._read_warm(spec, locs, t0, t1, columns, warm_con).lazy())
+                    continue
                 store = self.lake.tier(t)
-                lf = store.scan([store.uri(spec, loc.partition) for loc in locs])
+                if month is not None:
+                    symbol = dict(locs[0].partition)["symbol"]
+                    lf = store.scan([store.month_uri(spec, symbol, month)])
+                    lf = lf.filter(days_filter(spec.time_column, [dict(l.partition)["date"] for l in locs]))
+                else:
+                    lf = store.scan([store.uri(spec, loc.partition) for loc in locs])
                 lf = self._filter(spec, lf, t0, t1)
                 if columns:
                     lf = lf.select(list(columns))
@@ -119,7 +124,7 @@ class LakeClient:
             lf = lf.filter(pl.col(col) < t1)
         return lf
 
-    def _read_warm(self, spec: DatasetSpec, locs: list[Located], t0, t1, columns) -> pl.DataFrame:
+    def _read_warm(self, spec: DatasetSpec, locs: list[Located], t0, t1, columns, con=None) -> pl.DataFrame:
         manifests = self.lake.warm.manifests(spec)
         schema = next((manifests[l.partition]["schema"] for l in locs if l.partition in manifests), None)
         cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
@@ -144,8 +149,11 @@ class LakeClient:
         keys += [f'"{spec.time_column}"'] if spec.time_column else []
         order = " ORDER BY " + ", ".join(keys + ["rowid"])
         query = f'SELECT {cols} FROM "{spec.name}" WHERE {where}{order}'
-        with self.lake.warm.connect(read_only=True) as con:
+        if con is not None:
             df = con.execute(query, params).pl()
+        else:
+            with self.lake.warm.connect(read_only=True) as c:
+                df = c.execute(query, params).pl()
         return cast_to_schema(df, schema)
 
     # SQL ---------------------------------------------------------------------------------
@@ -190,10 +198,19 @@ class LakeClient:
         parts: list[str] = []
         for t in (Tier.HOT, Tier.COLD):
             store = self.lake.tier(t)
-            files = [store.uri(spec, l.partition) for l in located if l.tier is t]
+            files = [store.uri(spec, l.partition) for l in located if l.tier is t and l.month is None]
             if files:
                 listing = ", ".join(f"'{_sql_str(f)}'" for f in files)
                 parts.append(f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+        # Days served by cold month files: each file filtered to the days no daily copy shadows.
+        month_days: dict[tuple[str, str], list[str]] = {}
+        for l in located:
+            if l.month is not None:
+                fields = dict(l.partition)
+                month_days.setdefault((fields["symbol"], l.month), []).append(fields["date"])
+        for (symbol, month), days in sorted(month_days.items()):
+            uri = self.lake.cold.month_uri(spec, symbol, month)
+            parts.append(f"SELECT * FROM read_parquet('{_sql_str(uri)}') WHERE {days_where_sql(spec.time_column, days)}")
         if warm_attached:
             warm_parts = {l.partition for l in located if l.tier is Tier.WARM}
             shadowed = [p for p in self.lake.warm.list(spec) if p not in warm_parts]
@@ -227,6 +244,45 @@ def partition_key_sql(spec: DatasetSpec) -> str:
         for f in spec.partition_by
     ]
     return "(" + " || '/' || ".join(parts) + ")"
+
+
+def _segments(located: list[Located]) -> list[tuple[tuple[Tier, str | None], list[Located]]]:
+    """Runs of consecutive partitions held by one source: a tier, or one cold month file (symbol, month)."""
+    out: list[tuple[tuple, list[Located]]] = []
+    for loc in located:
+        key = (loc.tier, loc.month, dict(loc.partition)["symbol"] if loc.month else None)
+        if out and out[-1][0] == key:
+            out[-1][1].append(loc)
+        else:
+            out.append((key, [loc]))
+    return [((tier, month), locs) for (tier, month, _symbol), locs in out]
+
+
+def _day_runs(days: Iterable[str]) -> list[tuple[datetime, datetime]]:
+    """Contiguous runs of UTC days as [start, end) datetimes."""
+    runs: list[list[date]] = []
+    for d in sorted({date.fromisoformat(x) for x in days}):
+        if runs and d == runs[-1][1] + timedelta(days=1):
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return [(_to_datetime(a, end=False), _to_datetime(b, end=True)) for a, b in runs]
+
+
+def days_filter(time_column: str, days: Iterable[str]) -> pl.Expr:
+    """Rows whose time falls on one of ``days`` (ranges, so Parquet statistics prune row groups)."""
+    col = pl.col(time_column)
+    expr = None
+    for lo, hi in _day_runs(days):
+        term = (col >= lo) & (col < hi)
+        expr = term if expr is None else expr | term
+    return expr if expr is not None else pl.lit(False)
+
+
+def days_where_sql(time_column: str, days: Iterable[str]) -> str:
+    terms = [f"(\"{time_column}\" >= TIMESTAMPTZ '{lo.isoformat()}' AND \"{time_column}\" < TIMESTAMPTZ '{hi.isoformat()}')"
+             for lo, hi in _day_runs(days)]
+    return "(" + " OR ".join(terms) + ")" if terms else "FALSE"
 
 
 def partition_key_value(partition) -> str:

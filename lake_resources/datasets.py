@@ -102,7 +102,7 @@ _SPECS = [
     DatasetSpec("features", Tier.WARM, description="Point-in-time correct, versioned features computed from minute bars."),
     DatasetSpec("heuristic_defs", Tier.WARM, partition_by=(), time_column=None, description="Every version of every strategy/heuristic spec ever seen, with when it was added."),
     DatasetSpec("signal_matches", Tier.WARM, partition_by=("run",), description="Signals of each heuristic run: spec id, ts, symbol, score."),
-    DatasetSpec("backtest_trades", Tier.WARM, partition_by=("run",), description="Per-trade records of each backtest run."),
+    DatasetSpec("backtest_trades", Tier.WARM, partition_by=("run",), time_column="entry_ts", description="Per-trade records of each backtest run."),
     DatasetSpec("backtest_equity", Tier.WARM, partition_by=("run",), description="Equity curve of each backtest run."),
     DatasetSpec("backtest_runs", Tier.WARM, partition_by=("run",), time_column=None, description="Summary metrics and lineage of each backtest run."),
     DatasetSpec("leaderboard", Tier.WARM, partition_by=(), time_column=None, description="All backtest runs ranked by a metric (Sharpe by default)."),

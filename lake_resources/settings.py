@@ -33,6 +33,11 @@ ENV_VARS: dict[str, str] = {
     "LAKE_SYMBOLS": "comma-separated symbols of the date x symbol partitions",
     "LAKE_START_DATE": "first date of the daily partitions (default 2019-01-01)",
     "DAGSTER_HOME": "Dagster instance directory (default LAKE_HOME/dagster)",
+    "LAKE_LIFECYCLE": "lifecycle policy file (default: lifecycle.yaml in the repo)",
+    "LAKE_AS_OF": "'now' for lifecycle ages, YYYY-MM-DD (default: today UTC)",
+    "LAKE_STRATEGIES": "directory of strategy/heuristic specs (default: strategies/ in the repo)",
+    "LAKE_BACKTEST_START": "first day backtests read (default: every stored day)",
+    "LAKE_BACKTEST_END": "last day backtests read (default: every stored day)",
 }
 
 

@@ -7,6 +7,10 @@ Every stored partition is written atomically and records its row count and SHA-2
 - Warm tier: one DuckDB table per dataset; delete-then-insert of the partition and its manifest row
   (table ``_lake_partitions``) in one transaction. Its SHA-256 is that of the same canonical Parquet
   encoding of the rows, so a partition's checksum is the same in every tier and a move can verify it.
+- Cold month files (written by lifecycle compaction): ``{cold}/{dataset}/symbol=X/month=YYYY-MM/part-0.parquet``
+  with a ``_manifest.json`` listing the dates it serves (rows, SHA-256 and schema of each day). A day is
+  read from the month file only when no daily partition of it exists in any tier (hot, warm, or a daily
+  cold file not yet removed), so no row is ever read twice.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake_resources.datasets import (
+    DATE_SYMBOL,
     TIER_PREFERENCE,
     DatasetSpec,
     Partition,
@@ -46,6 +51,7 @@ DATA_FILE = "part-0.parquet"
 MANIFEST_FILE = "_manifest.json"
 ROW_GROUP_ROWS = 128 * 1024
 MANIFEST_TABLE = "_lake_partitions"
+MONTH_FIELD = "month"
 
 
 class LakeStorageError(RuntimeError):
@@ -120,6 +126,57 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def encode_parquet_days(df: pl.DataFrame, time_column: str, *, compression_level: int, row_group_rows: int) -> bytes:
+    """Several days in one file (cold month files): the canonical encoding at a higher zstd level, with
+    every UTC day in its own row group(s), so a date or time-range read only touches its days' groups."""
+    table = df.to_arrow()
+    encodings = _column_encodings(table)
+    sink = io.BytesIO()
+    with pq.ParquetWriter(
+        sink,
+        table.schema,
+        compression="zstd",
+        compression_level=compression_level,
+        write_statistics=True,
+        use_dictionary=[c for c in table.column_names if c not in encodings],
+        column_encoding=encodings or None,
+    ) as writer:
+        if df.height == 0:
+            writer.write_table(table)
+        else:
+            runs = df.select(pl.col(time_column).dt.date().rle().struct.field("len")).to_series().to_list()
+            offset = 0
+            for length in runs:
+                writer.write_table(table.slice(offset, length), row_group_size=row_group_rows)
+                offset += length
+    return sink.getvalue()
+
+
+def is_compactable(spec: DatasetSpec) -> bool:
+    """Datasets partitioned by symbol x date with a time column can have cold month files."""
+    return spec.partition_by == DATE_SYMBOL and spec.time_column is not None
+
+
+@dataclass(frozen=True, eq=False)
+class MonthFile:
+    """A compacted cold file of one symbol-month; ``manifest["dates"]`` maps each date it serves to that
+    day's rows, SHA-256 (of the day's canonical encoding), time range and schema."""
+
+    dataset: str
+    symbol: str
+    month: str
+    uri: str
+    manifest: dict
+
+    @property
+    def dates(self) -> dict[str, dict]:
+        return self.manifest.get("dates", {})
+
+    @property
+    def bytes(self) -> int:
+        return int(self.manifest.get("bytes", 0))
+
+
 def _schema_json(df: pl.DataFrame) -> str:
     return json.dumps({name: str(dtype) for name, dtype in df.schema.items()})
 
@@ -174,6 +231,25 @@ def day_bounds(day: str | date) -> tuple[datetime, datetime]:
     d = date.fromisoformat(day) if isinstance(day, str) else day
     start = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
     return start, start + timedelta(days=1)
+
+
+def _check_month(month: str) -> str:
+    try:
+        parsed = datetime.strptime(month, "%Y-%m")
+    except (TypeError, ValueError):
+        raise LakeValidationError(f"invalid month {month!r}: use YYYY-MM") from None
+    return parsed.strftime("%Y-%m")
+
+
+def _parse_month_path(rel: str) -> tuple[str, str] | None:
+    """``symbol=EURUSD/month=2019-02`` -> ("EURUSD", "2019-02"); None for anything else."""
+    parts = rel.strip("/").split("/")
+    if len(parts) != 2 or not parts[0].startswith("symbol=") or not parts[1].startswith(f"{MONTH_FIELD}="):
+        return None
+    try:
+        return validate_symbol(parts[0][len("symbol="):]), _check_month(parts[1][len(MONTH_FIELD) + 1:])
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,9 +314,16 @@ class ParquetTier:
             sha256=sha256(data), bytes=len(data), uri=self.uri(spec, partition),
             written_at=_now(), min_ts=lo, max_ts=hi,
         )
-        self._put_atomic(info.uri, data)
+        manifest_path = f"{self.dir_of(spec, partition)}/{MANIFEST_FILE}"
         manifest = info.as_dict() | {"schema": _schema_json(df)}
-        self._put_atomic(f"{self.dir_of(spec, partition)}/{MANIFEST_FILE}", json.dumps(manifest, indent=1).encode())
+        previous = self.manifest(spec, partition)
+        # The manifest goes first and names both versions, so a crash before, between or after the
+        # data swap always leaves data that matches an entry of its manifest.
+        staged = manifest | {"superseded": [_manifest_entry(previous)]} if previous else manifest
+        self._put_atomic(manifest_path, json.dumps(staged, indent=1).encode())
+        self._put_atomic(info.uri, data)
+        if previous:
+            self._put_atomic(manifest_path, json.dumps(manifest, indent=1).encode())
         return info
 
     def put_file(self, relative: str, data: bytes) -> str:
@@ -279,19 +362,127 @@ class ParquetTier:
 
     def list(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> list[Partition]:
         """Partitions of a dataset held here (pruned to ``symbols`` when the dataset has a symbol field)."""
+        return self._layout(spec, symbols)[0]
+
+    def catalogue(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> tuple[list[Partition], list[MonthFile]]:
+        """Daily partitions and compacted month files of a dataset, from one listing."""
+        daily, months = self._layout(spec, symbols)
+        return daily, self._month_files(spec, months)
+
+    def _layout(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> tuple[list[Partition], list[tuple[str, str]]]:
         base = f"{self.root}/{spec.name}"
         prefixes = [base]
         if symbols is not None and spec.partition_by[:1] == ("symbol",):
             prefixes = [f"{base}/symbol={s}" for s in symbols]
         found: list[Partition] = []
+        months: list[tuple[str, str]] = []
+        compactable = is_compactable(spec)
         for prefix in prefixes:
             for path in self._find_data_files(prefix):
                 rel = path[len(base) + 1: -len(DATA_FILE) - 1] if spec.partition_by else ""
                 try:
                     found.append(parse_partition_path(spec, rel) if spec.partition_by else ())
+                    continue
                 except ValueError:
-                    continue  # a stray file that is not a partition: not ours to read
-        return sorted(set(found))
+                    pass
+                month = _parse_month_path(rel) if compactable else None
+                if month is not None:
+                    months.append(month)
+                # anything else is a stray file that is not a partition: not ours to read
+        return sorted(set(found)), sorted(set(months))
+
+    def manifests(self, spec: DatasetSpec, partitions: Iterable[Partition]) -> dict[Partition, dict]:
+        """Manifests of many partitions at once (one batched request on S3); missing ones are left out."""
+        paths = {f"{self.dir_of(spec, p)}/{MANIFEST_FILE}": p for p in partitions}
+        raw = self._cat_many(list(paths))
+        return {p: json.loads(raw[path]) for path, p in paths.items() if raw.get(path)}
+
+    def _cat_many(self, paths: list[str]) -> dict[str, bytes]:
+        if not paths:
+            return {}
+        if self.is_local:
+            out = {}
+            for path in paths:
+                try:
+                    with open(path, "rb") as fh:
+                        out[path] = fh.read()
+                except FileNotFoundError:
+                    continue
+            return out
+        got = self.fs.cat(paths, on_error="omit")
+        by_key = {k.removeprefix("s3://"): v for k, v in got.items() if isinstance(v, bytes)}
+        return {p: by_key[p.removeprefix("s3://")] for p in paths if p.removeprefix("s3://") in by_key}
+
+    # compacted month files ------------------------------------------------------
+    def month_dir(self, spec: DatasetSpec, symbol: str, month: str) -> str:
+        return f"{self.root}/{spec.name}/symbol={validate_symbol(symbol)}/{MONTH_FIELD}={_check_month(month)}"
+
+    def month_uri(self, spec: DatasetSpec, symbol: str, month: str) -> str:
+        return f"{self.month_dir(spec, symbol, month)}/{DATA_FILE}"
+
+    def _month_files(self, spec: DatasetSpec, keys: Iterable[tuple[str, str]]) -> list[MonthFile]:
+        paths = {f"{self.month_dir(spec, s, m)}/{MANIFEST_FILE}": (s, m) for s, m in keys}
+        raw = self._cat_many(list(paths))
+        out = []
+        for path, (symbol, month) in paths.items():
+            if raw.get(path):
+                out.append(MonthFile(spec.name, symbol, month, self.month_uri(spec, symbol, month), json.loads(raw[path])))
+        return out
+
+    def month_file(self, spec: DatasetSpec, symbol: str, month: str) -> MonthFile | None:
+        """The month file of a symbol-month when both its data and its manifest are present."""
+        uri = self.month_uri(spec, symbol, month)
+        if not (os.path.exists(uri) if self.is_local else self.fs.exists(uri)):
+            return None
+        found = self._month_files(spec, [(symbol, month)])
+        return found[0] if found else None
+
+    def write_month_data(self, spec: DatasetSpec, symbol: str, month: str, data: bytes) -> str:
+        """Store a month file's data (atomic). It serves nothing until its manifest names its dates."""
+        uri = self.month_uri(spec, symbol, month)
+        self._put_atomic(uri, data)
+        return uri
+
+    def write_month_manifest(self, spec: DatasetSpec, symbol: str, month: str, manifest: dict) -> MonthFile:
+        self._put_atomic(f"{self.month_dir(spec, symbol, month)}/{MANIFEST_FILE}", json.dumps(manifest, indent=1).encode())
+        return MonthFile(spec.name, symbol, month, self.month_uri(spec, symbol, month), manifest)
+
+    def read_month_bytes(self, month_file: MonthFile) -> bytes:
+        data = self.get_file(month_file.uri[len(self.root) + 1:])
+        if data is None:
+            raise PartitionNotFound(f"{month_file.dataset} month file {month_file.symbol} {month_file.month} is not in the {self.label}")
+        return data
+
+    def read_month_day(self, spec: DatasetSpec, month_file: MonthFile, day: str, data: bytes | None = None) -> pl.DataFrame:
+        """One day of a month file, with that day's own schema (so it re-encodes to the day's SHA-256)."""
+        entry = month_file.dates.get(day)
+        if entry is None:
+            raise PartitionNotFound(f"{spec.name} symbol={month_file.symbol}, date={day} is not in month file {month_file.uri}")
+        lo, hi = day_bounds(day)
+        col = pl.col(spec.time_column)
+        source = pl.scan_parquet(io.BytesIO(data)) if data is not None else self.scan([month_file.uri])
+        df = source.filter((col >= lo) & (col < hi)).collect()
+        schema = entry.get("schema")
+        if schema:
+            df = df.select([c for c in json.loads(schema) if c in df.columns])
+        return cast_to_schema(df, schema)
+
+    def drop_month_days(self, spec: DatasetSpec, month_file: MonthFile, days: Iterable[str]) -> MonthFile | None:
+        """Stop serving ``days`` from a month file (manifest rewrite); remove the file when none are left."""
+        days = set(days)
+        remaining = {d: e for d, e in month_file.dates.items() if d not in days}
+        if remaining == month_file.dates:
+            return month_file
+        if not remaining:
+            self.delete_month(spec, month_file.symbol, month_file.month)
+            return None
+        manifest = month_file.manifest | {"dates": remaining}
+        return self.write_month_manifest(spec, month_file.symbol, month_file.month, manifest)
+
+    def delete_month(self, spec: DatasetSpec, symbol: str, month: str) -> None:
+        """Data first (a manifest without data serves nothing), then the manifest."""
+        directory = self.month_dir(spec, symbol, month)
+        self._remove_files(spec, directory)
 
     def _find_data_files(self, prefix: str) -> Iterator[str]:
         if self.is_local:
@@ -311,7 +502,9 @@ class ParquetTier:
 
     def delete(self, spec: DatasetSpec, partition: Partition) -> None:
         """Remove a partition: data first (so it disappears at once), then its manifest."""
-        directory = self.dir_of(spec, partition)
+        self._remove_files(spec, self.dir_of(spec, partition))
+
+    def _remove_files(self, spec: DatasetSpec, directory: str) -> None:
         for name in (DATA_FILE, MANIFEST_FILE):
             path = f"{directory}/{name}"
             if self.is_local:
@@ -526,6 +719,7 @@ class WarmTier:
 class Located:
     partition: Partition
     tier: Tier
+    month: str | None = None  # set when the day is served by the cold month file of this month (YYYY-MM)
 
 
 class Lake:
@@ -598,37 +792,72 @@ class Lake:
         # A re-materialized partition must not leave an older copy in another tier.
         for other in TIER_PREFERENCE:
             if other != target and self._holds(other, spec, partition):
-                self.tier(other).delete(spec, partition)
+                self.delete(spec, partition, other)
         return info
+
+    def delete(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str) -> None:
+        """Remove every copy of a partition from one tier (in cold: its daily file and its day in a month file)."""
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        t = Tier.parse(tier)
+        self.tier(t).delete(spec, partition)
+        if t is Tier.COLD:
+            month_file = self.month_holding(spec, partition)
+            if month_file is not None:
+                self.cold.drop_month_days(spec, month_file, [dict(partition)["date"]])
 
     def _holds(self, tier: Tier, spec: DatasetSpec, partition: Partition) -> bool:
         store = self.tier(tier)
         if isinstance(store, WarmTier):
             return store.path.exists() and store.manifest(spec, partition) is not None
-        return store.exists(spec, partition)
+        if store.exists(spec, partition):
+            return True
+        return tier is Tier.COLD and self.month_holding(spec, partition) is not None
+
+    def month_holding(self, dataset: str | DatasetSpec, partition: Partition) -> MonthFile | None:
+        """The cold month file listing this partition's date, if any (shadowed by any daily copy)."""
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        if not is_compactable(spec):
+            return None
+        fields = dict(partition)
+        month_file = self.cold.month_file(spec, fields["symbol"], fields["date"][:7])
+        return month_file if month_file is not None and fields["date"] in month_file.dates else None
 
     # catalogue ----------------------------------------------------------------
     def locate(self, dataset: str | DatasetSpec, symbols: Iterable[str] | None = None,
                start: date | None = None, end: date | None = None,
                tier: Tier | str | None = None) -> list[Located]:
-        """Each partition once, in the fastest tier that holds it, pruned by symbol and date range."""
+        """Each partition once, in the fastest tier that holds it, pruned by symbol and date range.
+
+        In the cold tier a daily file shadows the month file's copy of the same day."""
         spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
         symbols = list(symbols) if symbols is not None else None
         tiers = [Tier.parse(tier)] if tier is not None else list(TIER_PREFERENCE)
-        chosen: dict[Partition, Tier] = {}
+        chosen: dict[Partition, tuple[Tier, str | None]] = {}
+
+        def consider(p: Partition, t: Tier, month: str | None) -> None:
+            if p in chosen:
+                return
+            fields = dict(p)
+            if "date" in fields:
+                d = date.fromisoformat(fields["date"])
+                if (start and d < start) or (end and d > end):
+                    return
+            if symbols is not None and "symbol" in fields and fields["symbol"] not in symbols:
+                return
+            chosen[p] = (t, month)
+
         for t in tiers:
-            for p in self.tier(t).list(spec, symbols):
-                if p in chosen:
-                    continue
-                fields = dict(p)
-                if "date" in fields:
-                    d = date.fromisoformat(fields["date"])
-                    if (start and d < start) or (end and d > end):
-                        continue
-                if symbols is not None and "symbol" in fields and fields["symbol"] not in symbols:
-                    continue
-                chosen[p] = t
-        return [Located(p, t) for p, t in sorted(chosen.items())]
+            if t is Tier.COLD:
+                daily, months = self.cold.catalogue(spec, symbols)
+                for p in daily:
+                    consider(p, t, None)
+                for month_file in months:
+                    for day in month_file.dates:
+                        consider(spec.partition(symbol=month_file.symbol, date=day), t, month_file.month)
+            else:
+                for p in self.tier(t).list(spec, symbols):
+                    consider(p, t, None)
+        return [Located(p, t, month) for p, (t, month) in sorted(chosen.items())]
 
     def find(self, dataset: str | DatasetSpec, partition: Partition) -> Tier | None:
         spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
@@ -644,11 +873,28 @@ class Lake:
             raise PartitionNotFound(
                 f"{spec.name} {partition_label(partition)} is not stored in any tier (hot, warm, cold)"
             )
+        return self.read_from(spec, partition, t)
+
+    def read_from(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str) -> pl.DataFrame:
+        """A partition as stored in one tier (cold: the daily file, else its day in the month file)."""
+        spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
+        t = Tier.parse(tier)
+        if t is Tier.COLD and not self.cold.exists(spec, partition):
+            month_file = self.month_holding(spec, partition)
+            if month_file is not None:
+                return self.cold.read_month_day(spec, month_file, dict(partition)["date"])
         return self.tier(t).read(spec, partition)
 
     def manifest(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str) -> dict | None:
+        """A partition's manifest in one tier; for a day served by a cold month file, that day's entry."""
         spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
-        return self.tier(tier).manifest(spec, partition)
+        t = Tier.parse(tier)
+        found = self.tier(t).manifest(spec, partition)
+        if found is None and t is Tier.COLD:
+            month_file = self.month_holding(spec, partition)
+            if month_file is not None:
+                found = _month_day_manifest(spec, partition, month_file)
+        return found
 
     def verify(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str | None = None) -> tuple[bool, str]:
         """Does the stored partition match its manifest (row count and SHA-256)?"""
@@ -658,10 +904,15 @@ class Lake:
             return False, f"{spec.name} {partition_label(partition)} not found in any tier"
         store = self.tier(t)
         manifest = store.manifest(spec, partition)
+        month_file = None
+        if manifest is None and t is Tier.COLD:
+            month_file = self.month_holding(spec, partition)
+            if month_file is not None:
+                manifest = _month_day_manifest(spec, partition, month_file)
         if manifest is None:
             return False, f"{spec.name} {partition_label(partition)} in {t.value} has no manifest"
-        if isinstance(store, WarmTier):
-            df = store.read(spec, partition)
+        if isinstance(store, WarmTier) or month_file is not None:
+            df = self.read_from(spec, partition, t)
             digest, rows = sha256(encode_parquet(df)), df.height
         else:
             data = store.read_bytes(spec, partition)
@@ -671,6 +922,21 @@ class Lake:
                 rows = -1  # not a readable Parquet file at all
             digest = sha256(data)
         ok = digest == manifest["sha256"] and rows == manifest["rows"]
-        detail = (f"{spec.name} {partition_label(partition)} in {t.value}: rows {rows} (manifest {manifest['rows']}), "
+        where = f"{t.value} month file {month_file.month}" if month_file is not None else t.value
+        detail = (f"{spec.name} {partition_label(partition)} in {where}: rows {rows} (manifest {manifest['rows']}), "
                   f"sha256 {digest[:12]}… (manifest {manifest['sha256'][:12]}…)")
+        if not ok and any(e["sha256"] == digest and e["rows"] == rows for e in manifest.get("superseded", [])):
+            return True, detail + "; the data is the previous version (a write was interrupted before replacing it)"
         return ok, detail
+
+
+def _manifest_entry(manifest: dict) -> dict:
+    return {k: manifest.get(k) for k in ("rows", "sha256", "bytes", "written_at", "min_ts", "max_ts", "schema")}
+
+
+def _month_day_manifest(spec: DatasetSpec, partition: Partition, month_file: MonthFile) -> dict:
+    entry = month_file.dates[dict(partition)["date"]]
+    return {
+        "dataset": spec.name, "tier": Tier.COLD.value, "partition": partition_path(partition),
+        "uri": month_file.uri, "month": month_file.month, **entry,
+    }

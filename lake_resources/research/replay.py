@@ -198,3 +198,99 @@ def to_jsonl(rows: Iterable[Mapping[str, Any]], out: IO[str] | str | Path) -> in
         out.write(json.dumps({k: _json_value(v) for k, v in row.items()}, separators=(",", ":")) + "\n")
         count += 1
     return count
+
+
+# --- replaying the lake (``lake replay``) ----------------------------------------------------------
+
+
+def parse_speed(text: str | None) -> float | None:
+    """``"60x"`` (or ``"60"``) -> 60.0; None -> None (as fast as possible)."""
+    from lake_resources.validation import LakeValidationError
+
+    if text is None:
+        return None
+    body = text.strip().lower().removesuffix("x")
+    try:
+        speed = float(body)
+    except ValueError:
+        raise LakeValidationError(f"invalid --speed {text!r}: use a multiple of real time such as 60x or 0.5x") from None
+    if not (speed > 0 and math.isfinite(speed)):
+        raise LakeValidationError(f"invalid --speed {text!r}: must be a positive multiple of real time")
+    return speed
+
+
+def lake_streams(
+    client: Any,
+    dataset: str,
+    symbols: Iterable[str],
+    start: str | date | datetime,
+    end: str | date | datetime,
+    *,
+    columns: list[str] | None = None,
+) -> dict[str, Iterator[pl.DataFrame]]:
+    """One lazy stream per symbol of ``dataset`` over ``[start, end]``: a batch per stored day.
+
+    Each batch is read through ``client.read`` (a :class:`~lake_resources.client.LakeClient`) only
+    when the merge asks for it, so memory holds about one day per symbol whatever the range. A date
+    bound covers its whole day (as in ``LakeClient.read``); datetimes cut inside the first/last day.
+    """
+    from lake_resources.client import _to_datetime
+    from lake_resources.datasets import dataset_spec
+    from lake_resources.storage import day_bounds
+    from lake_resources.validation import LakeValidationError, validate_symbol
+
+    spec = dataset_spec(dataset)
+    if set(spec.partition_by) != {"symbol", "date"} or not spec.time_column:
+        raise LakeValidationError(f"replay needs a dataset partitioned by symbol and date, not {dataset}")
+    t0, t1 = _to_datetime(start, end=False), _to_datetime(end, end=True)
+    if t1 <= t0:
+        raise LakeValidationError(f"replay: end {end} is not after start {start}")
+
+    def days_of(symbol: str) -> Iterator[pl.DataFrame]:
+        located = client.partitions(dataset, symbols=[symbol], start=t0, end=t1)
+        for day in sorted({dict(loc.partition)["date"] for loc in located}):
+            lo, hi = day_bounds(day)
+            yield client.read(dataset, symbols=[symbol], start=max(lo, t0), end=min(hi, t1), columns=columns)
+
+    return {symbol: days_of(symbol) for symbol in dict.fromkeys(validate_symbol(s) for s in symbols)}
+
+
+def cli_replay(settings: Any, args: Any, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> int:
+    """``lake replay``: JSON lines of ``args.dataset`` rows in global time order across ``args.symbols``.
+
+    ``args``: dataset, symbols (comma list), start, end, speed (``"60x"`` or None),
+    as_fast_as_possible, out (a file path, or None for stdout). Without ``--speed`` it runs as fast
+    as possible. Paced output is flushed line by line, so a consumer sees each row when it is due.
+    """
+    import sys
+
+    from lake_resources.client import LakeClient
+    from lake_resources.validation import LakeValidationError
+
+    speed = None if getattr(args, "as_fast_as_possible", False) else parse_speed(getattr(args, "speed", None))
+    symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]
+    if not symbols:
+        raise LakeValidationError("replay: --symbols needs at least one symbol")
+    client = LakeClient(settings)
+    streams = lake_streams(client, args.dataset, symbols, args.start, args.end)
+    rows = replay(streams, speed=speed, clock=clock, sleep=sleep)
+    out_path = getattr(args, "out", None)
+    if out_path:
+        with open(out_path, "w", encoding="utf-8", buffering=1 if speed else -1) as handle:
+            count = to_jsonl(rows, handle)
+    else:
+        if speed and hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(line_buffering=True)
+        try:
+            count = to_jsonl(rows, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as Unix tools do
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+    where = f" to {out_path}" if out_path else ""
+    pace = f"at {speed:g}x" if speed else "as fast as possible"
+    print(f"replayed {count} rows of {args.dataset} for {', '.join(symbols)} ({args.start} → {args.end}) {pace}{where}",
+          file=sys.stderr)
+    return 0
