@@ -209,14 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import duckdb
+
+    from lake_resources.storage import LakeStorageError
     from lake_resources.validation import LakeValidationError
 
     try:
         return args.fn(args) or 0
     except (LakeValidationError, FileNotFoundError) as exc:
-        settings = _settings()
-        print(f"lake {args.command}: {settings.redact(str(exc))}", file=sys.stderr)
+        print(f"lake {args.command}: {_settings().redact(str(exc))}", file=sys.stderr)
         return 2
+    except (duckdb.Error, LakeStorageError) as exc:
+        print(f"lake {args.command}: {_settings().redact(str(exc))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

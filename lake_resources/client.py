@@ -83,6 +83,9 @@ class LakeClient:
         t0 = _to_datetime(start, end=False) if start is not None else None
         t1 = _to_datetime(end, end=True) if end is not None else None
         frames: list[pl.LazyFrame] = []
+        # Every lookup of the warm file happens before the read connection opens: closing any other
+        # handle on the file would drop this process's lock on it (POSIX lock semantics).
+        warm_manifests = self.lake.warm.manifests(spec) if any(l.tier is Tier.WARM for l in located) else {}
         with contextlib.ExitStack() as stack:
             warm_con = None
             # Runs of consecutive partitions from one source, in partition order, so rows come out
@@ -91,7 +94,7 @@ class LakeClient:
                 if t is Tier.WARM:
                     if warm_con is None:
                         warm_con = stack.enter_context(self.lake.warm.connect(read_only=True))
-                    frames.append(self._read_warm(spec, locs, t0, t1, columns, warm_con).lazy())
+                    frames.append(self._read_warm(spec, locs, t0, t1, columns, warm_con, warm_manifests).lazy())
                     continue
                 store = self.lake.tier(t)
                 if month is not None:
@@ -124,8 +127,7 @@ class LakeClient:
             lf = lf.filter(pl.col(col) < t1)
         return lf
 
-    def _read_warm(self, spec: DatasetSpec, locs: list[Located], t0, t1, columns, con=None) -> pl.DataFrame:
-        manifests = self.lake.warm.manifests(spec)
+    def _read_warm(self, spec: DatasetSpec, locs: list[Located], t0, t1, columns, con, manifests: dict) -> pl.DataFrame:
         schema = next((manifests[l.partition]["schema"] for l in locs if l.partition in manifests), None)
         cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         clauses, params = [], []
@@ -149,51 +151,36 @@ class LakeClient:
         keys += [f'"{spec.time_column}"'] if spec.time_column else []
         order = " ORDER BY " + ", ".join(keys + ["rowid"])
         query = f'SELECT {cols} FROM "{spec.name}" WHERE {where}{order}'
-        if con is not None:
-            df = con.execute(query, params).pl()
-        else:
-            with self.lake.warm.connect(read_only=True) as c:
-                df = c.execute(query, params).pl()
-        return cast_to_schema(df, schema)
+        return cast_to_schema(con.execute(query, params).pl(), schema)
 
     # SQL ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def duckdb(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB with one view per dataset spanning all tiers; the warm file is
-        attached read-only."""
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'")
+        """DuckDB with one view per dataset spanning all tiers, for trusted users' SQL.
+
+        The session *is* the warm file opened read-only (its catalog is ``warm``), so it can
+        neither write it nor detach and re-attach it writable; views are temporary. Without a
+        warm file yet, the session is in memory.
+        """
+        warm_exists = self.lake.warm.path.exists()
+        # All catalogue lookups first: they open the warm file themselves (see read()).
+        views = {name: self._view_sql(dataset_spec(name), warm_exists) for name in DATASETS}
+        with contextlib.ExitStack() as stack:
+            if warm_exists:
+                con = stack.enter_context(self.lake.warm.connect(read_only=True))
+            else:
+                con = stack.enter_context(contextlib.closing(duckdb.connect()))
+                con.execute("SET TimeZone = 'UTC'")
             if self.settings.cold_is_s3:
                 from lake_resources.s3 import configure_duckdb_s3
 
                 configure_duckdb_s3(con, self.settings)
-            warm_attached = self._attach_warm(con)
-            for name in DATASETS:
-                view = self._view_sql(dataset_spec(name), warm_attached)
+            for name, view in views.items():
                 if view:
-                    con.execute(f'CREATE VIEW "{name}" AS {view}')
+                    con.execute(f'CREATE TEMP VIEW "{name}" AS {view}')
             yield con
-        finally:
-            con.close()
 
-    def _attach_warm(self, con) -> bool:
-        path = self.lake.warm.path
-        if not path.exists():
-            return False
-        deadline = time.monotonic() + self.lake.warm.lock_timeout
-        delay = 0.02
-        while True:
-            try:
-                con.execute(f"ATTACH '{_sql_str(str(path))}' AS warm (READ_ONLY)")
-                return True
-            except duckdb.Error as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise LakeStorageError(f"warm tier ({path}): cannot attach read-only: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    def _view_sql(self, spec: DatasetSpec, warm_attached: bool) -> str | None:
+    def _view_sql(self, spec: DatasetSpec, warm_exists: bool) -> str | None:
         located = self.lake.locate(spec)
         parts: list[str] = []
         for t in (Tier.HOT, Tier.COLD):
@@ -211,7 +198,7 @@ class LakeClient:
         for (symbol, month), days in sorted(month_days.items()):
             uri = self.lake.cold.month_uri(spec, symbol, month)
             parts.append(f"SELECT * FROM read_parquet('{_sql_str(uri)}') WHERE {days_where_sql(spec.time_column, days)}")
-        if warm_attached:
+        if warm_exists:
             warm_parts = {l.partition for l in located if l.tier is Tier.WARM}
             shadowed = [p for p in self.lake.warm.list(spec) if p not in warm_parts]
             if warm_parts or shadowed:
@@ -231,7 +218,7 @@ class LakeClient:
             try:
                 return con.execute(query, params or []).pl()
             except duckdb.CatalogException as exc:
-                present = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+                present = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()]
                 raise LakeValidationError(
                     f"{exc}\nDatasets with data in this lake: {', '.join(sorted(present)) or 'none yet'}"
                 ) from None

@@ -85,5 +85,9 @@ def configure_duckdb_s3(con, settings: LakeSettings) -> None:
             r=lit(settings.s3_region),
         )
     )
+    # httpfs has two HTTP clients (curl, the default in 1.5, and httplib), each with its own setting.
     if settings.s3_verify is False:
         con.execute("SET enable_server_cert_verification = false")
+        con.execute("SET enable_curl_server_cert_verification = false")
+    elif isinstance(settings.s3_verify, str):  # a CA bundle path
+        con.execute(f"SET ca_cert_file = {lit(settings.s3_verify)}")

@@ -341,6 +341,8 @@ class ParquetTier:
             return self.fs.cat_file(path)
         except FileNotFoundError:
             return None
+        except Exception as exc:  # noqa: BLE001 - re-raised naming the tier, endpoint and file
+            raise LakeStorageError(f"{self.label}: reading {path} failed: {type(exc).__name__}: {exc}") from exc
 
     # reads -------------------------------------------------------------------
     def manifest(self, spec: DatasetSpec, partition: Partition) -> dict | None:
@@ -522,7 +524,13 @@ class ParquetTier:
                 d = d.parent
 
     def scan(self, uris: Sequence[str]) -> pl.LazyFrame:
-        return pl.scan_parquet(list(uris), storage_options=self.storage_options, hive_partitioning=False)
+        if self.is_local or self.storage_options is not None:
+            return pl.scan_parquet(list(uris), storage_options=self.storage_options, hive_partitioning=False)
+        # polars' object store cannot take a private CA bundle; s3fs can, so read through it.
+        import pyarrow.dataset as ds
+
+        paths = [u.removeprefix("s3://") for u in uris]
+        return pl.scan_pyarrow_dataset(ds.dataset(paths, filesystem=self.fs, format="parquet"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -734,7 +742,8 @@ class Lake:
 
             fs = s3_filesystem(settings)
             self.cold = ParquetTier(Tier.COLD, settings.cold_root, fs=fs,
-                                    storage_options=polars_storage_options(settings),
+                                    storage_options=None if isinstance(settings.s3_verify, str)
+                                    else polars_storage_options(settings),
                                     label=f"cold tier ({settings.cold_root} at {settings.s3_endpoint})")
             self.raw = ParquetTier(Tier.COLD, settings.raw_root, fs=fs, label=f"raw zone ({settings.raw_root} at {settings.s3_endpoint})")
         else:

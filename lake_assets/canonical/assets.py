@@ -5,8 +5,8 @@ import dagster as dg
 import polars as pl
 
 from lake_assets.ingest.vendor import capture_and_store, vendor_connectors, vendor_minute_bars
-from lake_assets.metadata import OWNERS, dataset_description, dataset_kinds, dataset_metadata
-from lake_assets.partitions import date_symbol_partitions, split_key
+from lake_assets.metadata import daily_dataset_asset
+from lake_assets.partitions import split_key
 from lake_resources.instruments import instrument
 from lake_resources.resources import ALLOW_MISSING_KEY, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.transforms.bars import empty_bars, minute_bars, rollup
@@ -25,15 +25,10 @@ def combine_bars(tick_bars: pl.DataFrame, vendor_bars: pl.DataFrame) -> pl.DataF
     return pl.concat([tick_bars, extra], how="diagonal_relaxed").sort("symbol", "ts", maintain_order=True)
 
 
-@dg.asset(
-    partitions_def=date_symbol_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="canonical",
-    metadata=dataset_metadata("bars_1m"),
-    kinds=dataset_kinds("bars_1m"),
-    owners=OWNERS,
+@daily_dataset_asset(
+    "bars_1m",
+    "canonical",
     code_version="2",
-    description=dataset_description("bars_1m"),
     ins={
         "ticks": dg.AssetIn(metadata={ALLOW_MISSING_KEY: True}),
         "raw_vendor": dg.AssetIn(metadata={ALLOW_MISSING_KEY: True}),
@@ -87,19 +82,7 @@ def bars_1m(
 
 
 def _rollup_asset(name: str, every: str):
-    @dg.asset(
-        name=name,
-        partitions_def=date_symbol_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="canonical",
-        metadata=dataset_metadata(name),
-        kinds=dataset_kinds(name),
-        owners=OWNERS,
-        code_version="1",
-        description=dataset_description(name),
-        ins={"bars_1m": dg.AssetIn()},
-        pool="warm_writer",
-    )
+    @daily_dataset_asset(name, "canonical", ins={"bars_1m": dg.AssetIn()}, pool="warm_writer")
     def _asset(context: dg.AssetExecutionContext, bars_1m: PartitionInputs) -> PartitionStream:
         def produce():
             for key, minute in bars_1m:

@@ -21,9 +21,9 @@ import dagster as dg
 import fsspec
 import polars as pl
 
-from lake_assets.ingest.assets import QUARANTINE_SCHEMA
-from lake_assets.metadata import OWNERS, dataset_description, dataset_kinds, dataset_metadata
-from lake_assets.partitions import date_symbol_partitions, split_key
+from lake_assets.metadata import daily_dataset_asset
+from lake_assets.partitions import split_key
+from lake_resources.ingest import QUARANTINE_SCHEMA
 from lake_resources.resources import LakeResource, PartitionInputs, PartitionStream
 from lake_resources.settings import LakeSettings
 from lake_resources.sources.vendor import (
@@ -221,17 +221,7 @@ def vendor_minute_bars(store: Lake, index: pl.DataFrame | None) -> pl.DataFrame:
 # ------------------------------------------------------------------------------------------
 # Assets
 # ------------------------------------------------------------------------------------------
-@dg.asset(
-    partitions_def=date_symbol_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="ingest",
-    metadata=dataset_metadata("raw_vendor"),
-    kinds=dataset_kinds("raw_vendor") | {"json"},
-    owners=OWNERS,
-    code_version="1",
-    description=dataset_description("raw_vendor"),
-    pool="warm_writer",  # writes the vendor quarantine partition (warm tier)
-)
+@daily_dataset_asset("raw_vendor", "ingest", extra_kinds={"json"}, pool="warm_writer")  # pool: it writes the vendor quarantine (warm)
 def raw_vendor(context: dg.AssetExecutionContext, lake: LakeResource) -> PartitionStream:
     """Capture each symbol-day's vendor JSON pulls (bars, option greeks, headlines) into the raw zone."""
     store = lake.lake()
@@ -251,19 +241,7 @@ def raw_vendor(context: dg.AssetExecutionContext, lake: LakeResource) -> Partiti
 
 
 def _parsed_feed_asset(name: str, feed: str, what: str):
-    @dg.asset(
-        name=name,
-        partitions_def=date_symbol_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="canonical",
-        metadata=dataset_metadata(name),
-        kinds=dataset_kinds(name),
-        owners=OWNERS,
-        code_version="1",
-        description=dataset_description(name),
-        ins={"raw_vendor": dg.AssetIn()},
-        pool="warm_writer",
-    )
+    @daily_dataset_asset(name, "canonical", ins={"raw_vendor": dg.AssetIn()}, pool="warm_writer")
     def _asset(context: dg.AssetExecutionContext, raw_vendor: PartitionInputs, lake: LakeResource) -> PartitionStream:
         store = lake.lake()
         totals = {"quarantined_records": 0}

@@ -30,7 +30,7 @@ from typing import Optional
 import dagster as dg
 import polars as pl
 
-from lake_assets.metadata import OWNERS, dataset_description, dataset_kinds, dataset_metadata
+from lake_assets.metadata import OWNERS, daily_dataset_asset, dataset_description, dataset_kinds, dataset_metadata
 from lake_assets.partitions import date_symbol_partitions, split_key, strategy_runs
 from lake_assets.research.lineage import (
     StoredPartition,
@@ -161,20 +161,12 @@ def plan_features(lake, keys: list[str], code_version: str) -> list[FeaturePlan]
 def build_features_asset(code_version: str = fs.FEATURE_SET_VERSION) -> dg.AssetsDefinition:
     """The ``features`` asset; ``code_version`` defaults to the feature set's version (tests pass others)."""
 
-    @dg.asset(
-        name="features",
-        partitions_def=date_symbol_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="research",
-        metadata=dataset_metadata(
-            "features",
-            **{"features/version": code_version, "features/registry": dg.MetadataValue.md(feature_registry_markdown())},
-        ),
-        kinds=dataset_kinds("features"),
-        owners=OWNERS,
+    @daily_dataset_asset(
+        "features",
+        "research",
         code_version=code_version,
-        description=dataset_description("features")
-        + f"\n\nA value at t uses bars at or before t only; each day warms up on up to {fs.max_lookback()} bars "
+        metadata_extra={"features/version": code_version, "features/registry": dg.MetadataValue.md(feature_registry_markdown())},
+        description_extra=f"\n\nA value at t uses bars at or before t only; each day warms up on up to {fs.max_lookback()} bars "
         f"of the days before it (walking back up to {HISTORY_SEARCH_DAYS} days over weekends and holidays).",
         ins={"bars_1m": dg.AssetIn(partition_mapping=SAME_AND_PREVIOUS_DAY, metadata={ALLOW_MISSING_KEY: True})},
         pool="warm_writer",

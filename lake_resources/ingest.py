@@ -1,0 +1,96 @@
+"""Dukascopy ingestion as plain functions: fetch a symbol-day into the raw zone, decode it into ticks.
+
+The ``raw_dukascopy``/``ticks`` assets and the benchmark's plain-function pipeline both call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timezone
+
+import polars as pl
+
+from lake_resources import bi5
+from lake_resources.instruments import instrument
+from lake_resources.storage import Lake
+from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
+
+RAW_SOURCE = "dukascopy"
+RAW_HOURS_SCHEMA = {
+    "ts": pl.Datetime("ns", "UTC"), "symbol": pl.String, "hour": pl.Int8, "status": pl.String,
+    "bytes": pl.Int64, "sha256": pl.String, "source": pl.String,
+}
+#: Columns of the ``quarantine`` dataset (every stage writes these).
+QUARANTINE_SCHEMA = {
+    "ts": pl.Datetime("ns", "UTC"), "stage": pl.String, "symbol": pl.String, "source": pl.String,
+    "record": pl.Int64, "reason": pl.String, "detail": pl.String,
+}
+
+
+def raw_filename(hour: int) -> str:
+    return f"{hour:02d}h_ticks.bi5"
+
+
+def day_partition(symbol: str, day: date | str) -> tuple[tuple[str, str], ...]:
+    return (("symbol", symbol), ("date", day if isinstance(day, str) else day.isoformat()))
+
+
+def fetch_raw_day(lake: Lake, source, symbol: str, day: date) -> pl.DataFrame:
+    """Fetch the day's 24 hourly files, keep present ones in the raw zone; returns the hour table."""
+    rows = []
+    for f in source.fetch_day(symbol, day):
+        if f.status == "present":
+            lake.put_raw(RAW_SOURCE, symbol, day, raw_filename(f.hour.hour), f.payload)
+        rows.append({"ts": f.hour, "symbol": symbol, "hour": f.hour.hour, "status": f.status,
+                     "bytes": len(f.payload), "sha256": f.sha256, "source": f.source})
+    return pl.DataFrame(rows, schema=RAW_HOURS_SCHEMA)
+
+
+def read_raw_day(lake: Lake, symbol: str, day: date, hours: pl.DataFrame) -> tuple[list[bytes | None], list[int]]:
+    """The day's 24 payloads from the raw zone (None where the hour had no file), and the hours listed
+    as present whose raw file is gone."""
+    present = [int(h) for h in hours.filter(pl.col("status") == "present")["hour"]]
+    payloads: list[bytes | None] = [None] * 24
+    lost = []
+    with ThreadPoolExecutor(max_workers=8) as pool:  # S3 GETs overlap; local reads are cheap either way
+        for h, data in zip(present, pool.map(lambda h: lake.get_raw(RAW_SOURCE, symbol, day, raw_filename(h)), present)):
+            if data is None:
+                lost.append(h)
+            payloads[h] = data
+    return payloads, lost
+
+
+def ticks_from_payloads(
+    symbol: str, day: date, payloads: Sequence[bytes | None], names: Sequence[str], lost_hours: Sequence[int] = ()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Decode, normalize and split a day's payloads into ``(ticks, quarantine rows)``."""
+    decoded, problems = bi5.decode_day_ticks_checked(payloads, day, instrument(symbol).decimal_factor, names=names)
+    good, bad = split_bad_ticks(normalize_ticks(decoded, symbol), day=day)
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    rows = [
+        {"ts": start.replace(hour=h), "stage": "ticks", "symbol": symbol, "source": names[h], "record": None,
+         "reason": "raw file listed as present is missing from the raw zone", "detail": None}
+        for h in lost_hours
+    ] + [
+        {"ts": start.replace(hour=p.hour), "stage": "ticks", "symbol": symbol, "source": p.name, "record": None,
+         "reason": p.message, "detail": None if p.rejected_records is None else f"{p.rejected_records} records"}
+        for p in problems
+    ]
+    quarantine = pl.DataFrame(rows, schema=QUARANTINE_SCHEMA)
+    if bad.height:
+        quarantine = pl.concat([quarantine, bad.select(
+            "ts", pl.lit("ticks").alias("stage"), "symbol", pl.lit("decoded ticks").alias("source"),
+            pl.lit(None, pl.Int64).alias("record"), "reason",
+            pl.format("bid={} ask={} bid_volume={} ask_volume={}", "bid", "ask", "bid_volume", "ask_volume").alias("detail"),
+        )])
+    return good, quarantine
+
+
+def ticks_from_raw(lake: Lake, symbol: str, day: date, hours: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Ticks of a symbol-day from its raw files; stores the day's quarantine rows (possibly none)."""
+    payloads, lost = read_raw_day(lake, symbol, day, hours)
+    names = [lake.raw_relpath(RAW_SOURCE, symbol, day, raw_filename(h)) for h in range(24)]
+    good, quarantine = ticks_from_payloads(symbol, day, payloads, names, lost)
+    lake.write("quarantine", (("stage", "ticks"), *day_partition(symbol, day)), quarantine)
+    return good, quarantine
