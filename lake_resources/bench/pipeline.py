@@ -1,0 +1,148 @@
+"""The daily ingest graph two ways: through Dagster (a single-run backfill) and as plain calls.
+
+``ingest_day`` does for one symbol-day what the assets ``raw_dukascopy`` -> ``ticks`` -> ``bars_1m``
+do, with the same library functions and the same stored outputs (raw zone files, the per-hour
+status table, quarantine, ticks, minute bars), so timing the two measures what orchestration
+costs and nothing else. The benchmark checks they store byte-identical partitions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+from lake_resources import bi5
+from lake_resources.instruments import decimal_factor
+from lake_resources.settings import LakeSettings
+from lake_resources.sources.dukascopy import DukascopySource
+from lake_resources.storage import Lake
+from lake_resources.transforms.bars import minute_bars
+from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
+
+RAW_SOURCE = "dukascopy"
+SELECTION = ("raw_dukascopy", "ticks", "bars_1m")
+# The ingest assets' frames (lake_assets/ingest/assets.py), repeated here so this module needs no Dagster.
+RAW_HOURS_SCHEMA = {
+    "ts": pl.Datetime("ns", "UTC"), "symbol": pl.String, "hour": pl.Int8, "status": pl.String,
+    "bytes": pl.Int64, "sha256": pl.String, "source": pl.String,
+}
+QUARANTINE_SCHEMA = {
+    "ts": pl.Datetime("ns", "UTC"), "stage": pl.String, "symbol": pl.String, "source": pl.String,
+    "record": pl.Int64, "reason": pl.String, "detail": pl.String,
+}
+
+
+def raw_filename(hour: int) -> str:
+    return f"{hour:02d}h_ticks.bi5"
+
+
+def day_partition(symbol: str, day: date) -> tuple[tuple[str, str], ...]:
+    return (("symbol", symbol), ("date", day.isoformat()))
+
+
+def lake_at(home: Path) -> Lake:
+    return Lake(LakeSettings(home=home))
+
+
+def ingest_day(lake: Lake, source: DukascopySource, symbol: str, day: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Fetch, keep raw, decode, normalise, quarantine, store ticks and minute bars; returns (ticks, bars)."""
+    fetched = source.fetch_day(symbol, day)
+    payloads: list[bytes | None] = [None] * 24
+    rows = []
+    for f in fetched:
+        if f.status == "present":
+            lake.put_raw(RAW_SOURCE, symbol, day, raw_filename(f.hour.hour), f.payload)
+            payloads[f.hour.hour] = f.payload
+        rows.append({"ts": f.hour, "symbol": symbol, "hour": f.hour.hour, "status": f.status,
+                     "bytes": len(f.payload), "sha256": f.sha256, "source": f.source})
+    partition = day_partition(symbol, day)
+    lake.write("raw_dukascopy", partition, pl.DataFrame(rows, schema=RAW_HOURS_SCHEMA))
+
+    names = [lake.raw_relpath(RAW_SOURCE, symbol, day, raw_filename(h)) for h in range(24)]
+    decoded, problems = bi5.decode_day_ticks_checked(payloads, day, decimal_factor(symbol), names=names)
+    good, bad = split_bad_ticks(normalize_ticks(decoded, symbol), day=day)
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    quarantine = pl.DataFrame(
+        [{"ts": start.replace(hour=p.hour), "stage": "ticks", "symbol": symbol, "source": p.name, "record": None,
+          "reason": p.message, "detail": None if p.rejected_records is None else f"{p.rejected_records} records"}
+         for p in problems],
+        schema=QUARANTINE_SCHEMA,
+    )
+    if bad.height:
+        quarantine = pl.concat([quarantine, bad.select(
+            "ts", pl.lit("ticks").alias("stage"), "symbol", pl.lit("decoded ticks").alias("source"),
+            pl.lit(None, pl.Int64).alias("record"), "reason",
+            pl.format("bid={} ask={} bid_volume={} ask_volume={}", "bid", "ask", "bid_volume", "ask_volume").alias("detail"),
+        )])
+    lake.write("quarantine", (("stage", "ticks"), *partition), quarantine)
+    lake.write("ticks", partition, good)
+    bars = minute_bars(good)
+    lake.write("bars_1m", partition, bars)
+    return good, bars
+
+
+def loop_backfill(lake_home: Path, feed_dir: Path, symbol: str, days: Iterable[date]) -> int:
+    """The baseline: ``ingest_day`` over the days, in a plain loop. Returns the ticks stored."""
+    lake = lake_at(lake_home)
+    ticks = 0
+    with DukascopySource(str(feed_dir)) as source:
+        for day in days:
+            good, _ = ingest_day(lake, source, symbol, day)
+            ticks += good.height
+    return ticks
+
+
+def dagster_backfill(lake_home: Path, feed_dir: Path, symbol: str, days: list[date]) -> None:
+    """Ours: one in-process single-run Dagster backfill of raw_dukascopy -> ticks -> bars_1m."""
+    import dagster as dg
+
+    with warnings.catch_warnings():  # beta/preview notices of the asset definitions: not the benchmark's output
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        from lake_assets.definitions import defs
+    from lake_assets.partitions import date_symbol_partitions
+    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+
+    symbols = date_symbol_partitions.get_partitions_def_for_dimension("symbol").get_partition_keys()
+    if symbol not in symbols:
+        raise ValueError(f"benchmark symbol {symbol} is not in the configured universe LAKE_SYMBOLS={','.join(symbols)}")
+    lake = LakeResource(home=str(lake_home))
+    resources = {
+        "lake": lake,
+        "io_manager": LakeIOManager(lake=lake),
+        "dukascopy": DukascopyResource(url=Path(feed_dir).resolve().as_uri(), lake=lake),
+    }
+    tags = {
+        "dagster/asset_partition_range_start": f"{days[0].isoformat()}|{symbol}",
+        "dagster/asset_partition_range_end": f"{days[-1].isoformat()}|{symbol}",
+    }
+    with dg.DagsterInstance.ephemeral() as instance, warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        result = dg.materialize(
+            list(defs.assets), selection=list(SELECTION), tags=tags, resources=resources, instance=instance,
+            raise_on_error=True, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    if not result.success:
+        raise RuntimeError(f"Dagster backfill of {symbol} {days[0]}..{days[-1]} failed")
+
+
+def stored_digests(lake_home: Path, symbol: str, days: Iterable[date]) -> dict[tuple[str, str], tuple[int, str]]:
+    """(dataset, day) -> (rows, sha256) of the partitions a backfill stores, for the equality check."""
+    lake = lake_at(lake_home)
+    out: dict[tuple[str, str], tuple[int, str]] = {}
+    for day in days:
+        for dataset, partition in (
+            ("raw_dukascopy", day_partition(symbol, day)),
+            ("ticks", day_partition(symbol, day)),
+            ("bars_1m", day_partition(symbol, day)),
+            ("quarantine", (("stage", "ticks"), *day_partition(symbol, day))),
+        ):
+            tier = lake.find(dataset, partition)
+            manifest = lake.manifest(dataset, partition, tier) if tier is not None else None
+            out[(dataset, day.isoformat())] = (manifest["rows"], manifest["sha256"]) if manifest else (-1, "absent")
+    return out
