@@ -9,6 +9,7 @@ projections are pushed into the Parquet scans and bound as parameters in DuckDB 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -155,7 +156,7 @@ class LakeClient:
 
     # SQL ---------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def duckdb(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def duckdb(self, datasets: Iterable[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """DuckDB with one view per dataset spanning all tiers, for trusted users' SQL.
 
         The session *is* the warm file opened read-only (its catalog is ``warm``), so it can
@@ -164,7 +165,8 @@ class LakeClient:
         """
         warm_exists = self.lake.warm.path.exists()
         # All catalogue lookups first: they open the warm file themselves (see read()).
-        views = {name: self._view_sql(dataset_spec(name), warm_exists) for name in DATASETS}
+        names = DATASETS if datasets is None else [dataset_spec(d).name for d in datasets]
+        views = {name: self._view_sql(dataset_spec(name), warm_exists) for name in names}
         with contextlib.ExitStack() as stack:
             if warm_exists:
                 con = stack.enter_context(self.lake.warm.connect(read_only=True))
@@ -214,13 +216,17 @@ class LakeClient:
 
     def sql(self, query: str, params: Sequence | None = None) -> pl.DataFrame:
         """Run SQL over the lake's views (trusted users: full DuckDB SQL, warm file read-only)."""
-        with self.duckdb() as con:
+        # Views only for the datasets the query names: each view lists its partitions across tiers.
+        named = [d for d in DATASETS if re.search(rf"\b{d}\b", query)]
+        with self.duckdb(named) as con:
             try:
                 return con.execute(query, params or []).pl()
             except duckdb.CatalogException as exc:
-                present = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()]
+                empty = [d for d in named if not con.execute(
+                    "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [d]).fetchone()[0]]
                 raise LakeValidationError(
-                    f"{exc}\nDatasets with data in this lake: {', '.join(sorted(present)) or 'none yet'}"
+                    f"{exc}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
+                    + (f"\nNo partitions stored yet for: {', '.join(empty)}" if empty else "")
                 ) from None
 
 

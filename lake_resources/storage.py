@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake_resources.datasets import (
+    DATASETS,
     DATE_SYMBOL,
     TIER_PREFERENCE,
     DatasetSpec,
@@ -548,6 +549,30 @@ class WarmTier:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self.label = f"warm tier ({self.path})"
+        self._catalogue: tuple[tuple, dict[str, dict[Partition, dict]]] | None = None
+
+    def _file_state(self) -> tuple:
+        """What changes whenever any process commits to the file: the database and its WAL."""
+        state: list = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = os.stat(path)
+                state.append((st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                state.append(None)
+        if state[0] is not None:
+            # DuckDB's two database headers carry a checkpoint counter: a checkpoint within the
+            # same filesystem timestamp tick still changes them.
+            try:
+                with open(self.path, "rb") as fh:
+                    fh.seek(4096)
+                    state.append(hashlib.blake2b(fh.read(8192), digest_size=16).digest())
+            except FileNotFoundError:
+                state[0] = None
+        return tuple(state)
+
+    def _invalidate(self) -> None:
+        self._catalogue = None
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -573,6 +598,7 @@ class WarmTier:
             con.close()
 
     def _with_write_retry(self, fn):
+        self._invalidate()  # this process's own write must never be served from a stale catalogue
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.02
         while True:
@@ -584,6 +610,8 @@ class WarmTier:
                     raise LakeStorageError(f"{self.label}: write failed: {exc}") from exc
                 time.sleep(delay + random.random() * delay)
                 delay = min(delay * 2, 1.0)
+            finally:
+                self._invalidate()
 
     @staticmethod
     def _ensure_manifest(con) -> None:
@@ -658,20 +686,30 @@ class WarmTier:
         return info
 
     def manifests(self, spec: DatasetSpec) -> dict[Partition, dict]:
-        if not self.path.exists():
+        """The warm manifests of one dataset, from a catalogue of all datasets that is re-read only
+        when the file changed (so locating partitions does not open DuckDB on every read)."""
+        state = self._file_state()
+        if state[0] is None:
             return {}
+        if self._catalogue is None or self._catalogue[0] != state:
+            self._catalogue = (state, self._read_catalogue())
+        return self._catalogue[1].get(spec.name, {})
+
+    def _read_catalogue(self) -> dict[str, dict[Partition, dict]]:
         with self.connect(read_only=True) as con:
             if not self.table_exists(con, MANIFEST_TABLE):
                 return {}
             rows = con.execute(
-                f"SELECT partition, rows, sha256, bytes, written_at, min_ts, max_ts, schema FROM {MANIFEST_TABLE} WHERE dataset = ?",
-                [spec.name],
+                f"SELECT dataset, partition, rows, sha256, bytes, written_at, min_ts, max_ts, schema FROM {MANIFEST_TABLE}"
             ).fetchall()
-        out = {}
-        for part, nrows, digest, nbytes, written, lo, hi, schema in rows:
+        out: dict[str, dict[Partition, dict]] = {}
+        for dataset, part, nrows, digest, nbytes, written, lo, hi, schema in rows:
+            spec = DATASETS.get(dataset)
+            if spec is None:
+                continue  # a dataset this version of the code does not know
             p = parse_partition_path(spec, part) if spec.partition_by else ()
-            out[p] = {"rows": nrows, "sha256": digest, "bytes": nbytes, "written_at": written,
-                      "min_ts": lo, "max_ts": hi, "schema": schema, "partition": part}
+            out.setdefault(dataset, {})[p] = {"rows": nrows, "sha256": digest, "bytes": nbytes, "written_at": written,
+                                              "min_ts": lo, "max_ts": hi, "schema": schema, "partition": part}
         return out
 
     def list(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> list[Partition]:
