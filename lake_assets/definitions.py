@@ -13,11 +13,12 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 from lake_assets import canonical, ingest, lifecycle, operations, research
 from lake_assets.resources import RESOURCES
 
-defs = dg.Definitions.merge(
+# with_operations: the daily schedule, automation conditions and freshness policies (operations/).
+defs = operations.with_operations(dg.Definitions.merge(
     ingest.defs,
     canonical.defs,
     research.defs,
     lifecycle.defs,
     operations.defs,
     dg.Definitions(resources=RESOURCES),
-)
+))
