@@ -140,30 +140,32 @@ def frame_preview_md(df: pl.DataFrame, rows: int = 8) -> str:
     return "\n".join(lines)
 
 
-def write_metadata(infos: list[PartitionInfo], sample: pl.DataFrame | None) -> dict[str, Any]:
-    rows = sum(i.rows for i in infos)
-    lows = [i.min_ts for i in infos if i.min_ts]
-    highs = [i.max_ts for i in infos if i.max_ts]
+def partition_metadata(info: PartitionInfo) -> dict[str, Any]:
+    """What one stored partition's materialization shows: rows (plotted across partitions), range, checksum."""
     meta: dict[str, Any] = {
-        "dagster/row_count": rows,
-        "rows": rows,
-        "partitions_written": len(infos),
-        "bytes": sum(i.bytes for i in infos),
-        "tier": infos[0].tier if infos else "",
+        "dagster/row_count": info.rows,
+        "rows": info.rows,
+        "bytes": info.bytes,
+        "tier": info.tier,
+        "sha256": info.sha256,
+        "uri": dg.MetadataValue.path(info.uri),
     }
-    if lows:
-        meta["time_range"] = f"{min(lows)} → {max(highs)}"
-    if len(infos) == 1:
-        meta["sha256"] = infos[0].sha256
-        meta["uri"] = dg.MetadataValue.path(infos[0].uri)
-    else:
-        meta["partitions"] = dg.MetadataValue.md(
+    if info.min_ts:
+        meta["time_range"] = f"{info.min_ts} → {info.max_ts}"
+    return meta
+
+
+def range_metadata(infos: list[PartitionInfo]) -> dict[str, Any]:
+    """What a multi-partition run adds to every partition's event: the run's totals, not the partition's."""
+    return {
+        "run/partitions_written": len(infos),
+        "run/rows": sum(i.rows for i in infos),
+        "run/bytes": sum(i.bytes for i in infos),
+        "run/partitions": dg.MetadataValue.md(
             "| partition | rows | sha256 |\n|---|---|---|\n"
             + "\n".join(f"| {partition_label(i.partition)} | {i.rows} | {i.sha256[:16]} |" for i in infos[:200])
-        )
-    if sample is not None and sample.height:
-        meta["preview"] = dg.MetadataValue.md(frame_preview_md(sample))
-    return meta
+        ),
+    }
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
@@ -211,7 +213,18 @@ class LakeIOManager(dg.ConfigurableIOManager):
         missing = [k for k, p in parts.items() if p not in written]
         if missing:
             raise ValueError(f"{context.asset_key.to_user_string()}: no output for partition(s) {missing[:10]}")
-        metadata = write_metadata(infos, sample)
+        if len(infos) == 1:
+            metadata = partition_metadata(infos[0])
+        else:
+            # Each partition's own rows, range and checksum on its own materialization event.
+            stored = {info.partition: info for info in infos}
+            for key, partition in parts.items():
+                context.step_context.add_asset_metadata(
+                    partition_metadata(stored[partition]), asset_key=context.asset_key, partition_key=key
+                )
+            metadata = range_metadata(infos)
+        if sample is not None and sample.height:
+            metadata["preview"] = dg.MetadataValue.md(frame_preview_md(sample))
         if isinstance(obj, PartitionStream) and obj.summary is not None:
             metadata.update(obj.summary())
         context.add_output_metadata(metadata)

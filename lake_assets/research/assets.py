@@ -477,6 +477,7 @@ LEADERBOARD_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCo
         for name in BACKTEST_OUTPUTS
     },
     partitions_def=strategy_runs,
+    backfill_policy=dg.BackfillPolicy.single_run(),  # a sweep is one run, not one per grid point
     deps=[
         dg.AssetDep("heuristic_defs"),
         *(dg.AssetDep(f"bars_{i}", partition_mapping=dg.AllPartitionMapping()) for i in hx.BAR_INTERVALS),
