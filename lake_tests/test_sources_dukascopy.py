@@ -65,6 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
             action = queue.pop(0) if queue else None
             mirror.inflight += 1
             mirror.max_inflight = max(mirror.max_inflight, mirror.inflight)
+        self._counted = True
         try:
             if mirror.delay:
                 time.sleep(mirror.delay)
@@ -85,10 +86,19 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test)
         finally:
+            self._done()
+
+    def _done(self) -> None:
+        # A request stops counting as in flight once its answer is decided: the client may read the
+        # reply and send its next request before this server thread has finished writing.
+        if getattr(self, "_counted", False):
+            self._counted = False
+            mirror: _Mirror = self.server.mirror  # type: ignore[attr-defined]
             with mirror.lock:
                 mirror.inflight -= 1
 
     def _reply(self, status: int, body: bytes) -> None:
+        self._done()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
