@@ -270,7 +270,7 @@ def check_row_count_anomaly(
     *,
     k: float = 5.0,
     min_fraction: float = 0.1,
-    min_band_fraction: float = 0.02,
+    min_band_fraction: float = 0.05,
     min_history: int = 3,
 ) -> CheckOutcome:
     """Is today's row count far from the trailing days'? (WARN: markets do have quiet days.)

@@ -373,7 +373,7 @@ def test_row_count_anomaly():
     short = check_row_count_anomaly(5, [100, 120])
     assert short.passed and "need 3" in short.description
     steady = [1440, 1440, 1440, 1440]
-    assert check_row_count_anomaly(1439, steady).passed  # the band's floor: a steady history tolerates 2%
+    assert check_row_count_anomaly(1439, steady).passed  # the band's floor: a steady history tolerates 5%
     assert not check_row_count_anomaly(1300, steady).passed
     json.dumps(low.metadata)
 
