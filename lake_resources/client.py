@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 
@@ -19,7 +18,7 @@ import polars as pl
 
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
 from lake_resources.settings import LakeSettings
-from lake_resources.storage import Lake, LakeStorageError, Located, cast_to_schema
+from lake_resources.storage import Lake, Located, cast_to_schema
 from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
 TimeLike = str | date | datetime

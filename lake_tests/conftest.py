@@ -25,6 +25,28 @@ def datafeed_dir(dukascopy_fixtures: Path) -> Path:
     return dukascopy_fixtures / "datafeed"
 
 
+@pytest.fixture(scope="session")
+def day_ticks(datafeed_dir: Path):
+    """The real EURUSD day 2019-02-04 (24 hourly files, 136,741 ticks), decoded and normalized."""
+    from datetime import date
+
+    from lake_resources import bi5
+    from lake_resources.instruments import decimal_factor
+    from lake_resources.transforms.ticks import normalize_ticks
+
+    day = date(2019, 2, 4)
+    hours = [(datafeed_dir / bi5.hour_path("EURUSD", h)).read_bytes() for h in bi5.day_hours(day)]
+    return normalize_ticks(bi5.decode_day_ticks(hours, day, decimal_factor("EURUSD")), "EURUSD")
+
+
+@pytest.fixture(scope="session")
+def bars_1m(day_ticks):
+    """Minute bars of the real EURUSD day 2019-02-04."""
+    from lake_resources.transforms.bars import minute_bars
+
+    return minute_bars(day_ticks)
+
+
 # ---------------------------------------------------------------------------------------------
 # Lakes on real parts
 # ---------------------------------------------------------------------------------------------

@@ -41,17 +41,6 @@ def _candles(datafeed_dir, relative: str, period_start: datetime) -> pl.DataFram
 
 
 @pytest.fixture(scope="module")
-def day_ticks(datafeed_dir) -> pl.DataFrame:
-    hours = [(datafeed_dir / bi5.hour_path(SYMBOL, h)).read_bytes() for h in bi5.day_hours(DAY)]
-    return normalize_ticks(bi5.decode_day_ticks(hours, DAY, decimal_factor(SYMBOL)), SYMBOL)
-
-
-@pytest.fixture(scope="module")
-def bars_1m(day_ticks) -> pl.DataFrame:
-    return minute_bars(day_ticks)
-
-
-@pytest.fixture(scope="module")
 def candles(datafeed_dir) -> dict[tuple[str, str], pl.DataFrame]:
     """Dukascopy's candles: (side, period) -> frame. MM in the paths is zero-based (01 = February)."""
     out = {}

@@ -262,7 +262,7 @@ def test_minio_init_creates_bucket_users_and_policies(compose):
     assert 'mc mb --ignore-existing "lake/$LAKE_S3_BUCKET"' in script
     assert "--with-lock" in script and "mc version enable" in script
     for access in ("readonly", "readwrite"):
-        assert f"lake-$access.json" in script or f"lake-{access}.json" in script
+        assert "lake-$access.json" in script or f"lake-{access}.json" in script
     assert re.search(r"mc admin policy attach lake lake-readonly --user \"\$LAKE_RO_ACCESS_KEY\"", script)
     assert re.search(r"mc admin policy attach lake lake-readwrite --user \"\$LAKE_RW_ACCESS_KEY\"", script)
     assert env["LAKE_RO_ACCESS_KEY"] != env["LAKE_RW_ACCESS_KEY"]

@@ -175,7 +175,7 @@ def test_ma_crossover_detector_matches_a_loop(bars: pl.DataFrame) -> None:
     run = make_run("ma_crossover", fast=7, slow=45)
     got = H.detect(run, bars)
     close = bars["close"].to_list()
-    expected, entries = [], []
+    expected = []
     for t in range(len(close)):
         if t < 44:
             expected.append(0)

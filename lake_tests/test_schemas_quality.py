@@ -26,24 +26,13 @@ from lake_resources.quality import (
 )
 from lake_resources.schemas import FAILURE_COLUMNS, FAILURE_SAMPLE, SCHEMAS, validate_frame
 from lake_resources.sources.vendor import combine_results, parse_pull
-from lake_resources.transforms import minute_bars, normalize_ticks, rollup, uniform_bars
+from lake_resources.transforms import rollup, uniform_bars
 from lake_resources.validation import LakeValidationError
 
 DAY = date(2019, 2, 4)
 SYMBOL = "EURUSD"
 UTC = timezone.utc
 ROW = pl.int_range(pl.len())
-
-
-@pytest.fixture(scope="module")
-def day_ticks(datafeed_dir) -> pl.DataFrame:
-    hours = [(datafeed_dir / bi5.hour_path(SYMBOL, h)).read_bytes() for h in bi5.day_hours(DAY)]
-    return normalize_ticks(bi5.decode_day_ticks(hours, DAY, decimal_factor(SYMBOL)), SYMBOL)
-
-
-@pytest.fixture(scope="module")
-def bars_1m(day_ticks) -> pl.DataFrame:
-    return minute_bars(day_ticks)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ import dagster as dg
 import polars as pl
 
 from lake_assets.metadata import OWNERS, daily_dataset_asset, dataset_description, dataset_kinds, dataset_metadata
-from lake_assets.partitions import date_symbol_partitions, split_key, strategy_runs
+from lake_assets.partitions import split_key, strategy_runs
 from lake_assets.research.lineage import (
     StoredPartition,
     day_index,
