@@ -106,20 +106,31 @@ def _column_encodings(table: pa.Table) -> dict[str, str]:
 
 
 def encode_parquet(df: pl.DataFrame) -> bytes:
-    """The lake's one Parquet encoding: zstd, statistics on, row groups sized for time-range reads."""
-    table = df.to_arrow()
-    encodings = _column_encodings(table)
-    sink = io.BytesIO()
-    pq.write_table(
-        table,
-        sink,
+    """The lake's one Parquet encoding: zstd, statistics on, row groups sized for time-range reads.
+
+    Row groups are converted to Arrow and written one at a time, so the working memory is one row
+    group, not a second copy of the frame (``to_arrow`` materialises polars' constant columns, e.g.
+    a ticks frame's ``symbol``, as full string arrays). The bytes are exactly those of one
+    ``pq.write_table`` of the whole table with ``row_group_size=ROW_GROUP_ROWS``, so checksums do not
+    depend on how a frame was written. Dictionary (categorical) columns, whose row groups pyarrow
+    writes differently when fed in pieces, take that one-call path.
+    """
+    empty = df.head(0).to_arrow()
+    encodings = _column_encodings(empty)
+    options = dict(
         compression="zstd",
         compression_level=3,
         write_statistics=True,
-        row_group_size=ROW_GROUP_ROWS,
-        use_dictionary=[c for c in table.column_names if c not in encodings],
+        use_dictionary=[c for c in empty.column_names if c not in encodings],
         column_encoding=encodings or None,
     )
+    sink = io.BytesIO()
+    if df.height == 0 or any(pa.types.is_dictionary(f.type) for f in empty.schema):
+        pq.write_table(df.to_arrow(), sink, row_group_size=ROW_GROUP_ROWS, **options)
+        return sink.getvalue()
+    with pq.ParquetWriter(sink, empty.schema, **options) as writer:
+        for offset in range(0, df.height, ROW_GROUP_ROWS):
+            writer.write_table(df.slice(offset, ROW_GROUP_ROWS).to_arrow(), row_group_size=ROW_GROUP_ROWS)
     return sink.getvalue()
 
 

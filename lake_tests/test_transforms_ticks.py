@@ -228,3 +228,27 @@ def test_split_hour_records_refuses_a_naive_or_unaligned_hour():
         split_hour_records(
             recs, datetime(2019, 2, 4, 13, 5, tzinfo=timezone.utc), 100_000, SYMBOL, name="x.bi5"
         )
+
+
+def test_day_decoder_in_threads_equals_one_thread_and_reports_each_bad_hour(hour_payloads, raw_hours):
+    """Hours are decompressed and converted in worker threads, largest first: the frame and the
+    problems must not depend on the thread count, rows stay in hour order, bad hours are named."""
+    hours = list(hour_payloads)
+    hours[3] = hours[3][: len(hours[3]) // 2]  # truncated file: the whole hour is set aside
+    hours[13] = _crafted_hour()  # two records beyond the hour
+    hours[20] = b""  # an empty hour
+    names = [f"h{h:02d}.bi5" for h in range(24)]
+    one, problems_one = bi5.decode_day_ticks_checked(hours, DAY, decimal_factor(SYMBOL), names=names, threads=1)
+    two, problems_two = bi5.decode_day_ticks_checked(hours, DAY, decimal_factor(SYMBOL), names=names, threads=2)
+    assert two.equals(one)
+    assert problems_two == problems_one
+    assert [(p.hour, p.name, p.rejected_records) for p in problems_one] == [(3, "h03.bi5", None), (13, "h13.bi5", 2)]
+    assert problems_one[0].message.startswith("h03.bi5: ") and "beyond the hour" in problems_one[1].message
+    # the rows: every kept hour's records in hour order, the crafted hour without its two bad records
+    kept = {h: raw_hours[h] for h in range(24) if h not in (3, 13, 20)}
+    kept[13] = np.delete(bi5.tick_points(hours[13]), [3, 4])
+    day_ns = _epoch_ns(datetime(2019, 2, 4, tzinfo=timezone.utc))
+    expected_ns = np.concatenate([day_ns + h * HOUR_NS + kept[h]["ms"].astype(np.int64) * 1_000_000 for h in sorted(kept)])
+    assert np.array_equal(one["ts"].dt.epoch("ns").to_numpy(), expected_ns)
+    expected_bid = np.concatenate([kept[h]["bid"] for h in sorted(kept)]) / 100_000.0
+    assert np.array_equal(one["bid"].to_numpy(), expected_bid)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 from lake_resources.bench.core import Figure, Scaling, log, overhead
 from lake_resources.bench.pipeline import dagster_backfill, loop_backfill, stored_digests

@@ -1,10 +1,15 @@
 """BI5 decoding and tick storage figures.
 
-Ours: ``bi5.decode_day_ticks`` (numpy structured records over the LZMA output, hours in a thread
-pool) followed by ``normalize_ticks``: the canonical ticks frame. Baselines on the same payloads:
-``lzma.decompress`` alone (the floor: no decoder can beat decompression), and a per-record
-``struct`` decoder doing the same normalisation in Python, as the popular Dukascopy downloaders
-decode; its frame must equal ours.
+Ours: ``bi5.decode_day_ticks`` (numpy structured records over the LZMA output, each hour decompressed
+and converted in a thread pool) followed by ``normalize_ticks``: the canonical ticks frame. Baselines on
+the same payloads: ``lzma.decompress`` alone (the floor: no decoder can beat decompression), and the
+per-record decoder of the popular Dukascopy downloaders (duka, tickterial, findatapy): ``struct.unpack``
+per 20-byte record and a timezone-aware ``datetime`` per tick (hour start + ``timedelta(milliseconds=)``),
+prices = points / decimal factor as Python floats. Its ticks, turned into our frame, must equal ours.
+
+The decode figures run on generated XAUUSD (``BenchConfig.codec_symbol``), the data the baselines of
+``shared/NOTES.md`` were measured on; the Parquet size figure on the lake's symbol (EURUSD), as the
+lake stores it.
 """
 
 from __future__ import annotations
@@ -12,20 +17,26 @@ from __future__ import annotations
 import lzma
 import struct
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
 from lake_resources import bi5
 from lake_resources.bench.core import Figure, Scaling, log, median_times, speedup
 from lake_resources.bench.workspace import Workspace
+from lake_resources.instruments import decimal_factor
 from lake_resources.storage import encode_parquet
-from lake_resources.transforms.ticks import TICK_SCHEMA, normalize_ticks
+from lake_resources.transforms.ticks import normalize_ticks
 
 IDS = ("decode_1core", "decode_2cores", "decode_vs_struct", "parquet_size")
-_RECORD = struct.Struct(">IIIff")  # ms, ask, bid, ask volume, bid volume
-_NS_PER_HOUR = 3_600_000_000_000
-RAW_RECORD_BYTES = 20
+_RECORD_FORMAT = ">IIIff"  # ms, ask, bid, ask volume, bid volume
+RAW_RECORD_BYTES = struct.calcsize(_RECORD_FORMAT)
+#: The per-record baseline's name in the table.
+PER_RECORD_BASELINE = ("per-record `struct.unpack` + a tz-aware `datetime` per tick, as duka/tickterial/findatapy "
+                       "decode (to Python tuples, no frame), 1 core")
+
+#: One tick as the per-record decoders hand it on: (time, ask, bid, ask volume, bid volume).
+PerRecordTick = tuple[datetime, float, float, float, float]
 
 
 def lzma_only(payloads: Sequence[bytes | None]) -> int:
@@ -33,51 +44,40 @@ def lzma_only(payloads: Sequence[bytes | None]) -> int:
     return sum(len(lzma.decompress(p)) for p in payloads if p)
 
 
-def struct_decode_day(payloads: Sequence[bytes | None], day: date, decimal_factor: int, symbol: str) -> pl.DataFrame:
-    """The per-record baseline: ``struct`` unpacking and Python arithmetic per tick, then one frame.
+def per_record_decode_day(payloads: Sequence[bytes | None], day: date, decimal_factor: int) -> list[PerRecordTick]:
+    """The per-record baseline, as duka/tickterial/findatapy decode a day of BI5 hours.
 
-    ``iter_unpack`` is the fastest per-record form (one tuple per record, no slicing), so the
-    baseline is as strong as a per-record decoder gets.
-
-    Same normalisation as ours: epoch-ns UTC timestamps, prices = points / decimal factor, mid and
-    spread, volumes as float32, the ticks contract's columns and dtypes.
+    After ``lzma.decompress``, one ``struct.unpack(">IIIff", record)`` per 20-byte slice, then their
+    normalisation per tick: a timezone-aware ``datetime`` (the hour's start + ``timedelta(milliseconds=ms)``)
+    and prices divided by the decimal factor as Python floats; volumes as unpacked. Returns the ticks as
+    tuples (the lean form: those tools build a dict or a formatted string per tick on top).
     """
     factor = float(decimal_factor)
-    day_ns = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
-    ts: list[int] = []
-    bids: list[float] = []
-    asks: list[float] = []
-    bid_volumes: list[float] = []
-    ask_volumes: list[float] = []
-    mids: list[float] = []
-    spreads: list[float] = []
+    ticks: list[PerRecordTick] = []
     for hour, payload in enumerate(payloads):
         if not payload:
             continue
-        hour_ns = day_ns + hour * _NS_PER_HOUR
-        for ms, ask_points, bid_points, ask_volume, bid_volume in _RECORD.iter_unpack(lzma.decompress(payload)):
-            bid = bid_points / factor
-            ask = ask_points / factor
-            ts.append(hour_ns + ms * 1_000_000)
-            bids.append(bid)
-            asks.append(ask)
-            bid_volumes.append(bid_volume)
-            ask_volumes.append(ask_volume)
-            mids.append((bid + ask) / 2.0)
-            spreads.append(ask - bid)
-    return pl.DataFrame(
+        raw = lzma.decompress(payload)
+        hour_start = datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc)
+        for offset in range(0, len(raw), RAW_RECORD_BYTES):
+            ms, ask, bid, ask_volume, bid_volume = struct.unpack(_RECORD_FORMAT, raw[offset:offset + RAW_RECORD_BYTES])
+            ticks.append((hour_start + timedelta(milliseconds=ms), ask / factor, bid / factor, ask_volume, bid_volume))
+    return ticks
+
+
+def per_record_frame(ticks: Sequence[PerRecordTick], symbol: str) -> pl.DataFrame:
+    """The per-record decoders' ticks as our ticks frame (for the equality check; not timed)."""
+    columns = list(zip(*ticks)) if ticks else [[]] * 5
+    decoded = pl.DataFrame(
         {
-            "ts": pl.Series(ts, dtype=pl.Int64).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"),
-            "symbol": [symbol] * len(ts),
-            "bid": bids,
-            "ask": asks,
-            "bid_volume": pl.Series(bid_volumes, dtype=pl.Float32),
-            "ask_volume": pl.Series(ask_volumes, dtype=pl.Float32),
-            "mid": mids,
-            "spread": spreads,
-        },
-        schema=TICK_SCHEMA,
+            "ts": pl.Series(columns[0], dtype=pl.Datetime("us", "UTC")),  # datetimes are microsecond-exact
+            "bid": pl.Series(columns[2], dtype=pl.Float64),
+            "ask": pl.Series(columns[1], dtype=pl.Float64),
+            "bid_volume": pl.Series(columns[4], dtype=pl.Float32),
+            "ask_volume": pl.Series(columns[3], dtype=pl.Float32),
+        }
     )
+    return normalize_ticks(decoded, symbol)
 
 
 def ours_decode(payloads: Sequence[bytes | None], day: date, decimal_factor: int, symbol: str, threads: int) -> pl.DataFrame:
@@ -85,16 +85,26 @@ def ours_decode(payloads: Sequence[bytes | None], day: date, decimal_factor: int
 
 
 def run(ws: Workspace, wanted: set[str]) -> list[Figure]:
+    figures: list[Figure] = []
+    if wanted & {"decode_1core", "decode_2cores", "decode_vs_struct"}:
+        figures += _decode_figures(ws, wanted)
+    if "parquet_size" in wanted:
+        figures.append(_size_figure(ws))
+    return figures
+
+
+def _decode_figures(ws: Workspace, wanted: set[str]) -> list[Figure]:
     cfg = ws.config
-    day, symbol, factor = ws.days[0], ws.symbol, ws.factor
-    payloads = ws.codec_payloads
+    day, symbol = ws.days[0], cfg.codec_symbol
+    factor = decimal_factor(symbol)
+    payloads = ws.codec_payloads(symbol)
     one = ours_decode(payloads, day, factor, symbol, 1)
     n = one.height
     # Equality first: every decoder must produce the same frame, or its speed means nothing.
     if not ours_decode(payloads, day, factor, symbol, 2).equals(one):
         raise AssertionError("decode_day_ticks with 2 threads differs from 1 thread")
-    if "decode_vs_struct" in wanted and not struct_decode_day(payloads, day, factor, symbol).equals(one):
-        raise AssertionError("the struct baseline decoder and decode_day_ticks disagree")
+    if "decode_vs_struct" in wanted and not per_record_frame(per_record_decode_day(payloads, day, factor), symbol).equals(one):
+        raise AssertionError("the per-record baseline decoder and decode_day_ticks disagree")
 
     figures: list[Figure] = []
     fns = {"lzma": lambda: lzma_only(payloads)}
@@ -103,31 +113,36 @@ def run(ws: Workspace, wanted: set[str]) -> list[Figure]:
     if "decode_2cores" in wanted:
         fns["ours_2"] = lambda: ours_decode(payloads, day, factor, symbol, 2)
     if "decode_vs_struct" in wanted:
-        fns["struct"] = lambda: struct_decode_day(payloads, day, factor, symbol)
-    if len(fns) > 1:
-        log(f"BI5 decode: {n:,} ticks, {cfg.repeats} rounds")
-        t = median_times(fns, cfg.repeats, warmup=cfg.warmup, budget=cfg.budget_seconds)
-        what = f"{n / 1e6:.2f} M ticks"
-        if "decode_1core" in wanted:
-            figures.append(speedup("decode_1core", f"BI5 decode + normalise, 1 core ({what})", "`lzma.decompress` alone, 1 core",
-                                   n, t["ours_1"], t["lzma"], target=0.9))
-        if "decode_2cores" in wanted:
-            figures.append(speedup("decode_2cores", f"BI5 decode + normalise, 2 cores ({what})", "`lzma.decompress` alone, 1 core",
-                                   n, t["ours_2"], t["lzma"], target=1.6))
-        if "decode_vs_struct" in wanted:
-            figures.append(speedup("decode_vs_struct", f"BI5 decode + normalise, 1 core ({what})",
-                                   "per-record `struct.iter_unpack` loop, same normalisation, 1 core",
-                                   n, t["ours_1"], t["struct"], target=8.0))
-    if cfg.scaling and "decode_1core" in wanted:
-        next(f for f in figures if f.id == "decode_1core").scaling = _decode_scaling(ws)
-    if "parquet_size" in wanted:
-        size = len(encode_parquet(one))
-        fig = Figure("parquet_size", f"tick Parquet size ({n / 1e6:.2f} M ticks, `encode_parquet`)", "raw BI5 records",
-                     size / n, float(RAW_RECORD_BYTES), "B/tick", size / n / RAW_RECORD_BYTES, "<=", 0.5)
+        fns["per_record"] = lambda: per_record_decode_day(payloads, day, factor)
+    log(f"BI5 decode: {n:,} {symbol} ticks, {cfg.repeats} rounds")
+    t = median_times(fns, cfg.repeats, warmup=cfg.warmup, budget=cfg.budget_seconds)
+    what = f"generated {symbol}, {n / 1e6:.2f} M ticks"
+    if "decode_1core" in wanted:
+        fig = speedup("decode_1core", f"BI5 decode + normalise, 1 core ({what})", "`lzma.decompress` alone, 1 core",
+                      n, t["ours_1"], t["lzma"], target=0.9)
         if cfg.scaling:
-            fig.scaling = _size_scaling(ws)
+            fig.scaling = _decode_scaling(ws)
         figures.append(fig)
+    if "decode_2cores" in wanted:
+        figures.append(speedup("decode_2cores", f"BI5 decode + normalise, 2 cores ({what})",
+                               "`lzma.decompress` alone, 1 core", n, t["ours_2"], t["lzma"], target=1.6))
+    if "decode_vs_struct" in wanted:
+        figures.append(speedup("decode_vs_struct", f"BI5 decode + normalise, 1 core ({what})", PER_RECORD_BASELINE,
+                               n, t["ours_1"], t["per_record"], target=8.0))
     return figures
+
+
+def _size_figure(ws: Workspace) -> Figure:
+    cfg = ws.config
+    symbol = cfg.symbol
+    ticks = ours_decode(ws.codec_payloads(symbol), ws.days[0], decimal_factor(symbol), symbol, 2)
+    n = ticks.height
+    size = len(encode_parquet(ticks))
+    fig = Figure("parquet_size", f"tick Parquet size (generated {symbol}, {n / 1e6:.2f} M ticks, `encode_parquet`)",
+                 "raw BI5 records", size / n, float(RAW_RECORD_BYTES), "B/tick", size / n / RAW_RECORD_BYTES, "<=", 0.5)
+    if cfg.scaling:
+        fig.scaling = _size_scaling(ws)
+    return fig
 
 
 def _feed_payloads(ws: Workspace, day: date) -> list[bytes | None]:
@@ -139,7 +154,8 @@ def _feed_payloads(ws: Workspace, day: date) -> list[bytes | None]:
 
 
 def _decode_scaling(ws: Workspace) -> Scaling:
-    """Ours, 1 core, over the datafeed's first day and over all its days (same compression)."""
+    """Ours, 1 core, over the datafeed's first day and over all its days (same compression): the
+    datafeed's symbol, as generating every day of the codec symbol too would double the set-up."""
     per_day = {day: _feed_payloads(ws, day) for day in ws.days}
     counts = {day: ours_decode(p, day, ws.factor, ws.symbol, 1).height for day, p in per_day.items()}
 
@@ -152,7 +168,8 @@ def _decode_scaling(ws: Workspace) -> Scaling:
     t = median_times({"one": lambda: decode(first), "all": lambda: decode(ws.days)}, ws.config.slow_repeats,
                      warmup=False, budget=ws.config.budget_seconds)
     n1, nn = counts[ws.days[0]], sum(counts.values())
-    return Scaling("ns/tick", t["one"] / n1 * 1e9, t["all"] / nn * 1e9, ws.config.days, n1, nn)
+    return Scaling("ns/tick", t["one"] / n1 * 1e9, t["all"] / nn * 1e9, ws.config.days, n1, nn,
+                   data=f"{ws.symbol} datafeed")
 
 
 def _size_scaling(ws: Workspace) -> Scaling:

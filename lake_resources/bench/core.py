@@ -30,6 +30,8 @@ class BenchConfig:
     """How much data and how many repeats. ``quick()``/``full()`` are the two sizes ``lake bench`` runs."""
 
     symbol: str = "EURUSD"  # the real fixture's symbol; its synthetic files compress and decode like the real ones
+    #: The decode figures' symbol: the baselines in shared/NOTES.md were measured on synthetic XAUUSD.
+    codec_symbol: str = "XAUUSD"
     first_day: date = date(2019, 2, 4)  # a Monday
     days: int = 20  # trading days (weekdays); the data spans the calendar days between the first and the last
     ticks_per_day: int = 1_000_000
@@ -108,6 +110,7 @@ class Scaling:
     days: int
     ticks_one_day: int
     ticks_n_days: int
+    data: str = ""  # what it ran on, when not the figure's own data (e.g. "EURUSD datafeed")
 
     @property
     def growth(self) -> float:
@@ -117,6 +120,7 @@ class Scaling:
         return {
             "unit": self.what, "one_day": self.one_day, "n_days": self.n_days, "days": self.days,
             "ticks_one_day": self.ticks_one_day, "ticks_n_days": self.ticks_n_days, "growth": self.growth,
+            "data": self.data or None,
         }
 
 
@@ -251,6 +255,7 @@ def header_lines(config: BenchConfig, machine: dict, elapsed: float | None = Non
         + (f"; load average {machine['load_average']} at the start." if machine.get("load_average") is not None else "."),
         f"Run: `lake bench{' --quick' if config.mode == 'quick' else ''}` on {machine['date']}: "
         f"{config.symbol}, {config.days} trading day(s) of ~{config.ticks_per_day:,} generated ticks "
+        f"(BI5 decoding: one day of generated {config.codec_symbol}) "
         f"({config.day_list[0]}..{config.day_list[-1]}, weekends included as FX has them: closed), "
         f"medians of up to {config.repeats} interleaved rounds ({config.fast_repeats} for reads/queries, "
         f"{config.slow_repeats} for backfills, decode scaling and memory; a comparison stops after {config.budget_seconds:g} s "
@@ -286,8 +291,9 @@ def render_scaling(figures: list[Figure], config: BenchConfig) -> str:
     ]
     for f in rows:
         s = f.scaling
+        on = f" — on the {s.data}" if s.data else ""
         lines.append(
-            f"| {f.figure} | {_num(s.one_day)} {s.what} ({s.ticks_one_day:,} ticks) "
+            f"| {f.figure}{on} | {_num(s.one_day)} {s.what} ({s.ticks_one_day:,} ticks) "
             f"| {_num(s.n_days)} {s.what} ({s.ticks_n_days:,} ticks) | {s.growth:.2f} |"
         )
     return "\n".join(lines)

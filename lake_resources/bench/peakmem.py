@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     with DukascopySource(args.feed) as source:
         for day in days:
             good, _ = ingest_day(lake, source, args.symbol, day)
+            peak = peak_rss()  # before sizing: estimated_size() materialises polars' constant `symbol` column
             largest = max(largest, good.estimated_size())
             ticks += good.height
             del good, _
-            after_day.append({"delta": peak_rss() - before, "largest_partition_bytes": largest, "ticks": ticks})
+            after_day.append({"delta": peak - before, "largest_partition_bytes": largest, "ticks": ticks})
     json.dump({"rss_before": before, "peak_reset": reset, "after_day": after_day}, sys.stdout)
     print()
     return 0

@@ -1,47 +1,29 @@
 """The daily ingest graph two ways: through Dagster (a single-run backfill) and as plain calls.
 
 ``ingest_day`` does for one symbol-day what the assets ``raw_dukascopy`` -> ``ticks`` -> ``bars_1m``
-do, with the same library functions and the same stored outputs (raw zone files, the per-hour
-status table, quarantine, ticks, minute bars), so timing the two measures what orchestration
-costs and nothing else. The benchmark checks they store byte-identical partitions.
+do, by calling the same library functions the assets call (:mod:`lake_resources.ingest`,
+:func:`~lake_resources.transforms.bars.minute_bars`) and storing the same outputs (raw zone files, the
+per-hour status table, quarantine, ticks, minute bars), so timing the two measures what
+orchestration costs and nothing else. The benchmark checks they store byte-identical partitions.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-from lake_resources import bi5
-from lake_resources.instruments import decimal_factor
+from lake_resources import ingest
+from lake_resources.ingest import day_partition
 from lake_resources.settings import LakeSettings
 from lake_resources.sources.dukascopy import DukascopySource
 from lake_resources.storage import Lake
 from lake_resources.transforms.bars import minute_bars
-from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
 
-RAW_SOURCE = "dukascopy"
 SELECTION = ("raw_dukascopy", "ticks", "bars_1m")
-# The ingest assets' frames (lake_assets/ingest/assets.py), repeated here so this module needs no Dagster.
-RAW_HOURS_SCHEMA = {
-    "ts": pl.Datetime("ns", "UTC"), "symbol": pl.String, "hour": pl.Int8, "status": pl.String,
-    "bytes": pl.Int64, "sha256": pl.String, "source": pl.String,
-}
-QUARANTINE_SCHEMA = {
-    "ts": pl.Datetime("ns", "UTC"), "stage": pl.String, "symbol": pl.String, "source": pl.String,
-    "record": pl.Int64, "reason": pl.String, "detail": pl.String,
-}
-
-
-def raw_filename(hour: int) -> str:
-    return f"{hour:02d}h_ticks.bi5"
-
-
-def day_partition(symbol: str, day: date) -> tuple[tuple[str, str], ...]:
-    return (("symbol", symbol), ("date", day.isoformat()))
 
 
 def lake_at(home: Path) -> Lake:
@@ -50,35 +32,10 @@ def lake_at(home: Path) -> Lake:
 
 def ingest_day(lake: Lake, source: DukascopySource, symbol: str, day: date) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Fetch, keep raw, decode, normalise, quarantine, store ticks and minute bars; returns (ticks, bars)."""
-    fetched = source.fetch_day(symbol, day)
-    payloads: list[bytes | None] = [None] * 24
-    rows = []
-    for f in fetched:
-        if f.status == "present":
-            lake.put_raw(RAW_SOURCE, symbol, day, raw_filename(f.hour.hour), f.payload)
-            payloads[f.hour.hour] = f.payload
-        rows.append({"ts": f.hour, "symbol": symbol, "hour": f.hour.hour, "status": f.status,
-                     "bytes": len(f.payload), "sha256": f.sha256, "source": f.source})
     partition = day_partition(symbol, day)
-    lake.write("raw_dukascopy", partition, pl.DataFrame(rows, schema=RAW_HOURS_SCHEMA))
-
-    names = [lake.raw_relpath(RAW_SOURCE, symbol, day, raw_filename(h)) for h in range(24)]
-    decoded, problems = bi5.decode_day_ticks_checked(payloads, day, decimal_factor(symbol), names=names)
-    good, bad = split_bad_ticks(normalize_ticks(decoded, symbol), day=day)
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    quarantine = pl.DataFrame(
-        [{"ts": start.replace(hour=p.hour), "stage": "ticks", "symbol": symbol, "source": p.name, "record": None,
-          "reason": p.message, "detail": None if p.rejected_records is None else f"{p.rejected_records} records"}
-         for p in problems],
-        schema=QUARANTINE_SCHEMA,
-    )
-    if bad.height:
-        quarantine = pl.concat([quarantine, bad.select(
-            "ts", pl.lit("ticks").alias("stage"), "symbol", pl.lit("decoded ticks").alias("source"),
-            pl.lit(None, pl.Int64).alias("record"), "reason",
-            pl.format("bid={} ask={} bid_volume={} ask_volume={}", "bid", "ask", "bid_volume", "ask_volume").alias("detail"),
-        )])
-    lake.write("quarantine", (("stage", "ticks"), *partition), quarantine)
+    hours = ingest.fetch_raw_day(lake, source, symbol, day)
+    lake.write("raw_dukascopy", partition, hours)
+    good, _ = ingest.ticks_from_raw(lake, symbol, day, hours)  # stores the day's quarantine
     lake.write("ticks", partition, good)
     bars = minute_bars(good)
     lake.write("bars_1m", partition, bars)

@@ -1,7 +1,7 @@
 """The benchmark's data, generated on demand in a temporary directory and shared by the figure groups.
 
-- ``codec_payloads``: one symbol-day of hourly BI5 payloads compressed as Dukascopy's files are
-  (``bi5.encode_ticks``' LZMA settings), in memory: what the decode figures read.
+- ``codec_payloads(symbol)``: the first day of hourly BI5 payloads of a symbol, compressed as Dukascopy's
+  files are (``bi5.encode_ticks``' LZMA settings), in memory: what the decode and size figures read.
 - ``feed_dir``: the calendar days spanning ``config.days`` trading days of BI5 files in the datafeed layout (LZMA preset 0, which
   decodes identically and generates ~10x faster), the source of the backfills.
 - ``lake_home``: a lake holding those days as ticks (hot Parquet) and minute bars (warm DuckDB),
@@ -18,15 +18,14 @@ from pathlib import Path
 
 import polars as pl
 
-from lake_resources import bi5
 from lake_resources.bench.core import BenchConfig, log
-from lake_resources.bench.pipeline import day_partition, ingest_day, lake_at
+from lake_resources.bench.pipeline import ingest_day, lake_at
 from lake_resources.datasets import dataset_spec
+from lake_resources.ingest import day_partition
 from lake_resources.generate import generate, generate_day_payloads
 from lake_resources.instruments import decimal_factor
 from lake_resources.sources.dukascopy import DukascopySource
 from lake_resources.storage import Lake
-from lake_resources.transforms.ticks import normalize_ticks
 
 
 class Workspace:
@@ -40,21 +39,20 @@ class Workspace:
         self.trading_days = config.trading_days
         self.factor = decimal_factor(config.symbol)
         self._ticks: dict[date, pl.DataFrame] = {}
+        self._payloads: dict[str, list[bytes]] = {}
 
     def close(self) -> None:
         self._ticks.clear()
+        self._payloads.clear()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
     # --- the decode figures' day -------------------------------------------------------------
-    @cached_property
-    def codec_payloads(self) -> list[bytes]:
-        log(f"generating {self.symbol} {self.days[0]} (~{self.config.ticks_per_day:,} ticks, Dukascopy's LZMA settings)")
-        return generate_day_payloads(self.symbol, self.days[0], self.config.ticks_per_day, self.config.seed)
-
-    @cached_property
-    def codec_ticks(self) -> pl.DataFrame:
-        return normalize_ticks(bi5.decode_day_ticks(self.codec_payloads, self.days[0], self.factor), self.symbol)
+    def codec_payloads(self, symbol: str) -> list[bytes]:
+        if symbol not in self._payloads:
+            log(f"generating {symbol} {self.days[0]} (~{self.config.ticks_per_day:,} ticks, Dukascopy's LZMA settings)")
+            self._payloads[symbol] = generate_day_payloads(symbol, self.days[0], self.config.ticks_per_day, self.config.seed)
+        return self._payloads[symbol]
 
     # --- the datafeed and the lake -------------------------------------------------------------
     @cached_property

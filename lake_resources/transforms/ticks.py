@@ -150,6 +150,10 @@ def _bad_tick_rules(
 
 
 def _split(df: pl.DataFrame, rules: Sequence[tuple[str, pl.Expr]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    # Cheap check first: one boolean pass over the rules. Almost every day has no bad tick, and
+    # then the input itself is the good frame (no copy, no reason strings built per row).
+    if not df.select(pl.any_horizontal([bad for _, bad in rules]).any()).item():
+        return df, pl.DataFrame(schema={**df.schema, REASON_COLUMN: pl.Utf8()})
     reason = pl.concat_str(
         [pl.when(bad).then(pl.lit(text)) for text, bad in rules], separator="; ", ignore_nulls=True
     ).alias(REASON_COLUMN)
@@ -166,7 +170,8 @@ def split_bad_ticks(df: pl.DataFrame, day: date | None = None) -> tuple[pl.DataF
     A row is refused when its timestamp is null (or, given ``day``, outside that UTC day), a price is
     zero, negative, NaN, infinite or null, the quote is crossed (bid > ask), or a volume is NaN,
     infinite, negative or null. The quarantine frame has the input columns plus ``reason`` (Utf8),
-    listing every rule the row broke, separated by ``"; "``. Row order is kept in both frames.
+    listing every rule the row broke, separated by ``"; "``. Row order is kept in both frames. When
+    no row is bad, ``good`` is ``df`` itself (not a copy).
     """
     require_columns(df, DECODED_COLUMNS, where="split_bad_ticks")
     window = _day_bounds(day) if day is not None else None
