@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "LAKE_STRATEGIES": "directory of strategy/heuristic specs (default: strategies/ in the repo)",
     "LAKE_BACKTEST_START": "first day backtests read (default: every stored day)",
     "LAKE_BACKTEST_END": "last day backtests read (default: every stored day)",
+    "LAKE_SCHEDULES": "'running' switches the daily ingest schedule on (default: off on a laptop)",
 }
 
 
