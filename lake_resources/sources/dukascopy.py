@@ -109,6 +109,11 @@ class _Redactor:
         return text
 
 
+def _backoff_delay(backoff: float, attempt: int, rng) -> float:
+    """Exponential backoff with jitter, so concurrent workers do not retry in lock-step."""
+    return min(_MAX_BACKOFF_S, backoff * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
+
+
 class _HttpBackend:
     def __init__(self, base: str, *, timeout: float, retries: int, backoff: float, pool_size: int):
         parts = urlsplit(base)
@@ -148,8 +153,7 @@ class _HttpBackend:
         return f"{self._base}/{rel}"
 
     def _delay(self, attempt: int) -> float:
-        # Exponential backoff with jitter, so concurrent workers do not retry in lock-step.
-        return min(_MAX_BACKOFF_S, self._backoff * 2 ** (attempt - 1)) * self._random.uniform(0.5, 1.0)
+        return _backoff_delay(self._backoff, attempt, self._random)
 
     def read(self, rel: str) -> bytes | None:
         url = self.locate(rel)
@@ -243,8 +247,7 @@ class _S3Backend:
         last_error = ""
         for attempt in range(attempts):
             if attempt:
-                delay = min(_MAX_BACKOFF_S, self._backoff * 2 ** (attempt - 1))
-                time.sleep(delay * self._random.uniform(0.5, 1.0))
+                time.sleep(_backoff_delay(self._backoff, attempt, self._random))
             try:
                 return self._fs.cat_file(f"{self._bucket_prefix}/{rel}")
             except FileNotFoundError:
