@@ -53,6 +53,9 @@ MANIFEST_FILE = "_manifest.json"
 ROW_GROUP_ROWS = 128 * 1024
 MANIFEST_TABLE = "_lake_partitions"
 MONTH_FIELD = "month"
+#: Up to this many symbol-days a local tier is probed file by file rather than walked (a stat each vs
+#: a walk of every partition of the symbols).
+MAX_PROBED_PARTITIONS = 2048
 
 
 class LakeStorageError(RuntimeError):
@@ -374,36 +377,61 @@ class ParquetTier:
     def read(self, spec: DatasetSpec, partition: Partition) -> pl.DataFrame:
         return pl.read_parquet(io.BytesIO(self.read_bytes(spec, partition)))
 
-    def list(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> list[Partition]:
-        """Partitions of a dataset held here (pruned to ``symbols`` when the dataset has a symbol field)."""
-        return self._layout(spec, symbols)[0]
+    def list(self, spec: DatasetSpec, symbols: Iterable[str] | None = None,
+             days: tuple[date, date] | None = None) -> list[Partition]:
+        """Partitions of a dataset held here (pruned to ``symbols`` when the dataset has a symbol field).
 
-    def catalogue(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> tuple[list[Partition], list[MonthFile]]:
-        """Daily partitions and compacted month files of a dataset, from one listing."""
-        daily, months = self._layout(spec, symbols)
+        ``days`` (first, last) is a hint: partitions outside it may be left out, never ones inside."""
+        return self._layout(spec, symbols, days)[0]
+
+    def catalogue(self, spec: DatasetSpec, symbols: Iterable[str] | None = None,
+                  days: tuple[date, date] | None = None) -> tuple[list[Partition], list[MonthFile]]:
+        """Daily partitions and compacted month files of a dataset, from one listing (``days`` as in ``list``)."""
+        daily, months = self._layout(spec, symbols, days)
         return daily, self._month_files(spec, months)
 
-    def _layout(self, spec: DatasetSpec, symbols: Iterable[str] | None = None) -> tuple[list[Partition], list[tuple[str, str]]]:
+    def _layout(self, spec: DatasetSpec, symbols: Iterable[str] | None = None,
+                days: tuple[date, date] | None = None) -> tuple[list[Partition], list[tuple[str, str]]]:
         base = f"{self.root}/{spec.name}"
+        symbols = list(symbols) if symbols is not None else None
         prefixes = [base]
         if symbols is not None and spec.partition_by[:1] == ("symbol",):
             prefixes = [f"{base}/symbol={s}" for s in symbols]
+        paths = self._probe_data_files(spec, symbols, days)
+        if paths is None:
+            paths = [path for prefix in prefixes for path in self._find_data_files(prefix)]
         found: list[Partition] = []
         months: list[tuple[str, str]] = []
         compactable = is_compactable(spec)
-        for prefix in prefixes:
-            for path in self._find_data_files(prefix):
-                rel = path[len(base) + 1: -len(DATA_FILE) - 1] if spec.partition_by else ""
-                try:
-                    found.append(parse_partition_path(spec, rel) if spec.partition_by else ())
-                    continue
-                except ValueError:
-                    pass
-                month = _parse_month_path(rel) if compactable else None
-                if month is not None:
-                    months.append(month)
-                # anything else is a stray file that is not a partition: not ours to read
+        for path in paths:
+            rel = path[len(base) + 1: -len(DATA_FILE) - 1] if spec.partition_by else ""
+            try:
+                found.append(parse_partition_path(spec, rel) if spec.partition_by else ())
+                continue
+            except ValueError:
+                pass
+            month = _parse_month_path(rel) if compactable else None
+            if month is not None:
+                months.append(month)
+            # anything else is a stray file that is not a partition: not ours to read
         return sorted(set(found)), sorted(set(months))
+
+    def _probe_data_files(self, spec: DatasetSpec, symbols: list[str] | None,
+                          days: tuple[date, date] | None) -> list[str] | None:
+        """On a local disk, the data files of a short symbol x date range by one ``stat`` each, so a read of
+        an hour costs the same in a lake of years as in a lake of days. None: walk the directories instead
+        (S3, where one listing is cheaper than many requests; no range; or a range too long to probe)."""
+        if not self.is_local or days is None or symbols is None or spec.partition_by != DATE_SYMBOL:
+            return None
+        first, last = days
+        dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        if len(dates) * len(symbols) > MAX_PROBED_PARTITIONS:
+            return None
+        candidates = [self.uri(spec, spec.partition(symbol=s, date=d.isoformat())) for s in symbols for d in dates]
+        if is_compactable(spec):
+            months = sorted({d.strftime("%Y-%m") for d in dates})
+            candidates += [self.month_uri(spec, s, m) for s in symbols for m in months]
+        return [path for path in candidates if os.path.isfile(path)]
 
     def manifests(self, spec: DatasetSpec, partitions: Iterable[Partition]) -> dict[Partition, dict]:
         """Manifests of many partitions at once (one batched request on S3); missing ones are left out."""
@@ -904,16 +932,20 @@ class Lake:
                 return
             chosen[p] = (t, month)
 
+        days = (start, end) if start is not None and end is not None else None
         for t in tiers:
             if t is Tier.COLD:
-                daily, months = self.cold.catalogue(spec, symbols)
+                daily, months = self.cold.catalogue(spec, symbols, days)
                 for p in daily:
                     consider(p, t, None)
                 for month_file in months:
                     for day in month_file.dates:
                         consider(spec.partition(symbol=month_file.symbol, date=day), t, month_file.month)
+            elif t is Tier.WARM:  # its catalogue is cached in memory: no range hint needed
+                for p in self.warm.list(spec, symbols):
+                    consider(p, t, None)
             else:
-                for p in self.tier(t).list(spec, symbols):
+                for p in self.tier(t).list(spec, symbols, days):
                     consider(p, t, None)
         return [Located(p, t, month) for p, (t, month) in sorted(chosen.items())]
 
