@@ -132,6 +132,7 @@ def lake_resources_for(settings, *, dukascopy_url: str | None = None) -> dict:
         aws_secret_access_key=secret("AWS_SECRET_ACCESS_KEY"),
         dukascopy_url=dukascopy_url or settings.dukascopy_url,
         landing=str(settings.landing_root),
+        shared_landing=settings.shared_landing,
     )
     return {
         "lake": lake,

@@ -27,6 +27,7 @@ lake = LakeResource(
     aws_secret_access_key=_env("AWS_SECRET_ACCESS_KEY"),
     dukascopy_url=_env("LAKE_DUKASCOPY_URL", DEFAULT_DUKASCOPY_URL),
     landing=_env("LAKE_LANDING"),
+    shared_landing=_env("LAKE_SHARED_LANDING"),
 )
 
 RESOURCES = {

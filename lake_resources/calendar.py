@@ -10,6 +10,9 @@ Simple, stated rules (not an exchange calendar):
 - Vendor US equities (``Market.US_EQUITY``): weekdays 09:30-16:00 New York time, i.e. 13:30-20:00
   UTC in summer and 14:30-21:00 UTC in winter (the session the vendor pulls and
   ``lake_resources.generate`` cover; US market holidays are not modelled).
+
+``lake_resources.generate`` draws its sample ticks from these same sessions (``market_sessions``), so
+generated data and the gap checks agree in summer and in winter.
 - Anything else (index and stock CFDs, ...): ``Market.UNKNOWN``, no rule; callers must not guess.
 """
 
@@ -98,12 +101,11 @@ def _subtract(window: Interval, holes: list[Interval]) -> list[Interval]:
     return pieces
 
 
-def trading_sessions(symbol: str, day: date) -> list[Interval]:
-    """The symbol's open intervals within the UTC day ``day`` (UTC, half-open), in time order.
+def market_sessions(market: Market, day: date) -> list[Interval]:
+    """The open intervals of ``market``'s rule within the UTC day ``day`` (UTC, half-open), in time order.
 
-    Raises ``ValueError`` for a ``Market.UNKNOWN`` symbol: it has no rule here.
+    Raises ``ValueError`` for ``Market.UNKNOWN``: it has no rule here.
     """
-    market = market_of(symbol)
     window = _utc_day(day)
     if market is Market.CRYPTO:
         return [window]
@@ -114,15 +116,30 @@ def trading_sessions(symbol: str, day: date) -> list[Interval]:
             return []
         open_, close = (_new_york(day, t) for t in EQUITY_SESSION_NEW_YORK)
         return [(open_, close)]
-    raise ValueError(f"no trading-hours rule for {symbol} (market {market.value}); cannot say when it trades")
+    raise ValueError(f"no trading-hours rule for market {market.value}")
 
 
-def expected_hours(symbol: str, day: date) -> list[int]:
-    """UTC hours (0-23) of ``day`` that overlap one of the symbol's sessions."""
+def trading_sessions(symbol: str, day: date) -> list[Interval]:
+    """The symbol's open intervals within the UTC day ``day`` (UTC, half-open), in time order.
+
+    Raises ``ValueError`` for a ``Market.UNKNOWN`` symbol: it has no rule here.
+    """
+    market = market_of(symbol)
+    if market is Market.UNKNOWN:
+        raise ValueError(f"no trading-hours rule for {symbol} (market {market.value}); cannot say when it trades")
+    return market_sessions(market, day)
+
+
+def session_hours(sessions: list[Interval], day: date) -> list[int]:
+    """UTC hours (0-23) of ``day`` that overlap one of ``sessions``."""
     start, _ = _utc_day(day)
-    sessions = trading_sessions(symbol, day)
     return [
         h
         for h in range(24)
         if any(s < start + timedelta(hours=h + 1) and e > start + timedelta(hours=h) for s, e in sessions)
     ]
+
+
+def expected_hours(symbol: str, day: date) -> list[int]:
+    """UTC hours (0-23) of ``day`` that overlap one of the symbol's sessions."""
+    return session_hours(trading_sessions(symbol, day), day)

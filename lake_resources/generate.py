@@ -5,9 +5,12 @@
   random walk at the instrument's level (EURUSD ~1.1, USDJPY ~110, XAUUSD ~1300-2000, BTCUSD ~30000),
   mean-reverting over years so they stay there; spreads in basis points typical of the instrument
   class, wider at the 21-23h UTC rollover; tick arrival busiest in the London/New York overlap; integer
-  points via the catalogue's decimal factor. FX, metals and CFDs are closed from Friday 22:00 to Sunday
-  22:00 UTC (0-byte files, or no files with ``closed_hours="absent"``); crypto trades every day. A few
-  random hours are empty (0-byte), as in the real feed.
+  points via the catalogue's decimal factor. Ticks fall only in the hours :mod:`lake_resources.calendar`
+  says are open (one source of truth with the gap checks): FX and metals close from Friday 17:00 to
+  Sunday 17:00 New York time (21:00 or 22:00 UTC with US daylight saving) and for the Christmas and New
+  Year sessions; crypto trades every day; index and stock CFDs, for which the calendar has no rule, get
+  FX hours. Closed hours are 0-byte files, or no files with ``closed_hours="absent"``. A few random open
+  hours are empty (0-byte), as in the real feed.
 - Vendor equities (catalogue source "vendor"): JSON pulls in the landing layout of
   :mod:`lake_resources.sources.vendor` under ``{out}/vendor/...``: minute bars of the US session
   (09:30-16:00 New York time) on weekdays, Black-Scholes option greeks every 30 minutes of the session,
@@ -39,6 +42,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from lake_resources import bi5
+from lake_resources.calendar import Market, market_of, market_sessions, session_hours
 from lake_resources.instruments import Instrument, catalogue, instrument
 from lake_resources.sources.vendor import make_pull, write_pull
 from lake_resources.validation import parse_date, validate_symbol
@@ -51,7 +55,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 _MS_PER_HOUR = 3_600_000
 _MS_PER_DAY = 24 * _MS_PER_HOUR
-_CRYPTO_BASES = {"BTC", "ETH", "LTC", "BCH", "DSH", "XRP", "XLM", "ADA", "DOT", "SOL", "LNK", "UNI", "MAT", "XMR"}
 _METAL_BASES = {"XAU", "XAG", "XPT", "XPD"}
 # Centre of each known instrument's price (the walk reverts towards it over months).
 _LEVELS = {
@@ -72,7 +75,7 @@ class _TickProfile:
     spread_bps: float  # typical spread, basis points of price
     lot: float  # typical tick volume (Dukascopy units); most ticks quote round multiples of it
     volume_decimals: int
-    weekend_closed: bool
+    market: Market  # whose calendar sessions the ticks follow
     hour_weights: tuple[float, ...]  # tick arrival weight per UTC hour
     spread_by_hour: tuple[float, ...]
 
@@ -176,24 +179,24 @@ def _day_index(day: date) -> int:
 def _tick_profile(inst: Instrument) -> _TickProfile:
     symbol, base = inst.symbol, inst.symbol[:3]
     level = _LEVELS.get(symbol, 100_000 / inst.decimal_factor)  # ~5-6 significant digits of points
-    if base in _CRYPTO_BASES:
-        return _TickProfile(level, 0.035, 0.25, 7.0, 0.1, 4, False, _CRYPTO_HOURS, (1.0,) * 24)
+    market = market_of(symbol)
+    if market is Market.CRYPTO:
+        return _TickProfile(level, 0.035, 0.25, 7.0, 0.1, 4, market, _CRYPTO_HOURS, (1.0,) * 24)
+    if market is Market.UNKNOWN:  # index and stock CFDs: the calendar has no rule; trade them on FX hours
+        market = Market.FX
     if base in _METAL_BASES:
-        return _TickProfile(level, 0.010, 0.08, 1.8, 0.01, 4, True, _FX_HOURS, _FX_SPREAD_BY_HOUR)
-    return _TickProfile(level, 0.006, 0.06, 0.3, 1.0, 2, True, _FX_HOURS, _FX_SPREAD_BY_HOUR)
+        return _TickProfile(level, 0.010, 0.08, 1.8, 0.01, 4, market, _FX_HOURS, _FX_SPREAD_BY_HOUR)
+    return _TickProfile(level, 0.006, 0.06, 0.3, 1.0, 2, market, _FX_HOURS, _FX_SPREAD_BY_HOUR)
 
 
-def _open_hours(day: date, weekend_closed: bool) -> np.ndarray:
-    """Which UTC hours trade: closed Friday 22:00 -> Sunday 22:00 for FX, metals and CFDs."""
-    hours = np.ones(24, dtype=bool)
-    if weekend_closed:
-        weekday = day.weekday()
-        if weekday == 4:
-            hours[22:] = False
-        elif weekday == 5:
-            hours[:] = False
-        elif weekday == 6:
-            hours[:22] = False
+def _open_hours(day: date, market: Market) -> np.ndarray:
+    """Which UTC hours of ``day`` trade, from the calendar's sessions of ``market``.
+
+    The sessions of FX and crypto start and end on whole UTC hours (17:00 New York is 21:00 or 22:00
+    UTC), so an open hour is open throughout and ticks may fall anywhere in it.
+    """
+    hours = np.zeros(24, dtype=bool)
+    hours[session_hours(market_sessions(market, day), day)] = True
     return hours
 
 
@@ -223,7 +226,7 @@ def day_tick_records(
         raise ValueError(f"ticks_per_day must be >= 0, got {ticks_per_day}")
     profile = _tick_profile(inst)
     rng = _rng(seed, inst.symbol, day, 0)
-    open_hours = _open_hours(day, profile.weekend_closed)
+    open_hours = _open_hours(day, profile.market)
     active = open_hours & (rng.random(24) >= empty_hour_probability)
     weights = np.asarray(profile.hour_weights)
     counts = np.where(active, rng.poisson(ticks_per_day * weights / weights.sum()), 0)

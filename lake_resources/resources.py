@@ -38,6 +38,7 @@ class LakeResource(dg.ConfigurableResource):
     aws_secret_access_key: Optional[str] = None
     dukascopy_url: str = DEFAULT_DUKASCOPY_URL
     landing: Optional[str] = None
+    shared_landing: Optional[str] = None
 
     _lake: Lake | None = PrivateAttr(default=None)
 
@@ -54,6 +55,7 @@ class LakeResource(dg.ConfigurableResource):
             aws_secret_access_key=self.aws_secret_access_key or None,
             dukascopy_url=self.dukascopy_url,
             landing=self.landing or None,
+            shared_landing=self.shared_landing or None,
         )
 
     def lake(self) -> Lake:

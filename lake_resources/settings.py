@@ -8,15 +8,18 @@ S3/MinIO bucket instead. Secrets are held here but never rendered: ``repr`` and 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lake_resources.validation import validate_symbol
+from lake_resources.validation import LakeValidationError, validate_symbol
 
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT")
 DEFAULT_DUKASCOPY_URL = "https://datafeed.dukascopy.com/datafeed"
 DEFAULT_START_DATE = "2019-01-01"
+SHARED_LANDING_OFF = "none"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3 bucket naming rules
 
 #: Environment variables the lake reads, with what they mean (shown by ``lake config`` and the README).
 ENV_VARS: dict[str, str] = {
@@ -30,6 +33,9 @@ ENV_VARS: dict[str, str] = {
     "AWS_SECRET_ACCESS_KEY": "S3 secret key (from the environment only; never logged)",
     "LAKE_DUKASCOPY_URL": "Dukascopy datafeed base: https:// mirror, file:// or local dir, or s3://bucket/prefix",
     "LAKE_LANDING": "landing area watched by the vendor-file sensor (default LAKE_HOME/landing)",
+    "LAKE_SHARED_LANDING": "second landing area watched beside LAKE_LANDING: s3://bucket/prefix (through "
+    "LAKE_S3_ENDPOINT) or a local path; 'none' for none (default s3://BUCKET/PREFIX/landing when "
+    "LAKE_S3_ENDPOINT is set, else none)",
     "LAKE_SYMBOLS": "comma-separated symbols of the date x symbol partitions",
     "LAKE_START_DATE": "first date of the daily partitions (default 2019-01-01)",
     "DAGSTER_HOME": "Dagster instance directory (default LAKE_HOME/dagster)",
@@ -65,6 +71,7 @@ class LakeSettings:
     aws_secret_access_key: str | None = field(default=None, repr=False)
     dukascopy_url: str = DEFAULT_DUKASCOPY_URL
     landing: Path | None = None
+    shared_landing: str | None = None  # as configured; see ``shared_landing_location``
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     start_date: str = DEFAULT_START_DATE
 
@@ -84,6 +91,7 @@ class LakeSettings:
             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
             dukascopy_url=env.get("LAKE_DUKASCOPY_URL") or DEFAULT_DUKASCOPY_URL,
             landing=Path(landing).expanduser() if landing else None,
+            shared_landing=env.get("LAKE_SHARED_LANDING") or None,
             symbols=tuple(validate_symbol(s) for s in symbols.split(",") if s.strip())
             if symbols
             else DEFAULT_SYMBOLS,
@@ -98,6 +106,7 @@ class LakeSettings:
         object.__setattr__(self, "home", Path(self.home))
         if self.landing is not None:
             object.__setattr__(self, "landing", Path(self.landing))
+        self.shared_landing_location  # noqa: B018 - a malformed value fails here, not at the first sensor tick
 
     @property
     def home_abs(self) -> Path:
@@ -120,6 +129,48 @@ class LakeSettings:
         return (self.landing or self.home / "landing").resolve()
 
     @property
+    def shared_landing_location(self) -> str | None:
+        """The second landing area (``LAKE_SHARED_LANDING``): an ``s3://`` URL, a local path, or None."""
+        value = (self.shared_landing or "").strip()
+        if not value:  # default: beside the cold tier and raw zone when they are on S3
+            return self._s3_url("landing") if self.cold_is_s3 else None
+        if value.lower() == SHARED_LANDING_OFF:
+            return None
+
+        def bad(why: str) -> LakeValidationError:
+            return LakeValidationError(
+                f"LAKE_SHARED_LANDING={value!r}: {why}; expected an s3://bucket/prefix URL, a local path, "
+                f"or {SHARED_LANDING_OFF!r}"
+            )
+
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            path = Path(value).expanduser().resolve()
+        elif scheme.lower() == "file":
+            if not rest.startswith("/"):
+                raise bad("a file:// URL needs an absolute path (file:///...)")
+            path = Path(rest).resolve()
+        elif scheme.lower() == "s3":
+            bucket, _, key = rest.partition("/")
+            if not _BUCKET.match(bucket) or ".." in bucket:
+                raise bad(f"{bucket!r} is not a valid bucket name")
+            parts = key.strip("/").split("/") if key.strip("/") else []
+            if any(p in ("", ".", "..") for p in parts):
+                raise bad(f"key prefix {key!r} has an empty, '.' or '..' segment")
+            if not self.cold_is_s3:
+                raise LakeValidationError(
+                    f"LAKE_SHARED_LANDING={value!r}: an s3:// landing is read through LAKE_S3_ENDPOINT, which is not set"
+                )
+            return "/".join([f"s3://{bucket}", *parts])
+        else:
+            raise bad(f"unsupported scheme {scheme!r}")
+        if path == self.landing_root:
+            raise LakeValidationError(
+                f"LAKE_SHARED_LANDING={value!r} is the LAKE_LANDING area {path}: its files would be read twice"
+            )
+        return str(path)
+
+    @property
     def cache_root(self) -> Path:
         return self.home_abs / "cache"
 
@@ -131,19 +182,19 @@ class LakeSettings:
     def cold_is_s3(self) -> bool:
         return bool(self.s3_endpoint)
 
+    def _s3_url(self, leaf: str) -> str:
+        """``s3://{bucket}/{prefix}/{leaf}`` (no empty segment when the prefix is empty)."""
+        return "/".join(p for p in (f"s3://{self.s3_bucket}", self.s3_prefix.strip("/"), leaf) if p)
+
     @property
     def cold_root(self) -> str:
         """Root of the cold tier: a local path, or ``s3://bucket/prefix/cold``."""
-        if self.cold_is_s3:
-            return f"s3://{self.s3_bucket}/{self.s3_prefix}/cold".replace("//cold", "/cold")
-        return str(self.local_cold_root)
+        return self._s3_url("cold") if self.cold_is_s3 else str(self.local_cold_root)
 
     @property
     def raw_root(self) -> str:
         """The raw zone (every vendor payload as received) lives beside the cold tier."""
-        if self.cold_is_s3:
-            return f"s3://{self.s3_bucket}/{self.s3_prefix}/raw".replace("//raw", "/raw")
-        return str(self.home_abs / "raw")
+        return self._s3_url("raw") if self.cold_is_s3 else str(self.home_abs / "raw")
 
     # Credentials ------------------------------------------------------------------------------
     def secrets(self) -> list[str]:
@@ -164,6 +215,7 @@ class LakeSettings:
             "cold tier": self.cold_root + (f" at {self.s3_endpoint}" if self.cold_is_s3 else ""),
             "raw zone": self.raw_root,
             "landing": str(self.landing_root),
+            "shared landing": self.shared_landing_location or SHARED_LANDING_OFF,
             "DAGSTER_HOME": str(self.dagster_home),
             "LAKE_DUKASCOPY_URL": self.dukascopy_url,
             "LAKE_SYMBOLS": ",".join(self.symbols),

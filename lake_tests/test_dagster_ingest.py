@@ -6,6 +6,7 @@ symbols), locally and on the real S3 server."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from lake_assets.definitions import defs
 from lake_assets.ingest.sensors import FEED_ASSETS, vendor_landing_sensor
-from lake_assets.ingest.vendor import ZSTD_MAGIC, s3_landing_url
+from lake_assets.ingest.vendor import ZSTD_MAGIC
 from lake_assets.partitions import date_symbol_partitions, discovered_symbols
 from lake_resources.client import LakeClient
 from lake_resources.generate import DEFAULT_VENDOR, generate
@@ -205,6 +206,51 @@ def test_sensor_requests_each_affected_partition_once(tmp_path):
     assert tick(lake, instance, fourth.cursor).dynamic_partitions_requests == []
 
 
+def run_request(lake: LakeResource, instance: dg.DagsterInstance, request: dg.RunRequest):
+    """Execute a sensor's run request as the daemon would: its partition, its asset selection."""
+    return dg.materialize([*defs.assets, *defs.asset_checks], selection=request.asset_selection,
+                          tags={**request.tags, **date_symbol_partitions.get_tags_for_partition_key(request.partition_key)},
+                          resources=resources(lake), instance=instance, raise_on_error=False)
+
+
+def test_sensor_without_cursor_skips_what_raw_vendor_already_holds(tmp_path):
+    """After the files were ingested, a sensor with no cursor (the first `lake ui` after `lake demo`, or a
+    lost cursor) requests nothing, nor does a touched but unchanged file; a changed file requests exactly
+    its partition and feed, under one run key, and nothing once that run is done."""
+    lake = LakeResource(home=str(tmp_path / "lake"))
+    landing = lake.settings().landing_root
+    days = ("2019-02-04", "2019-02-05")
+    generate(landing, ["AAPL"], days[0], days[-1], seed=11)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        first = tick(lake, instance, None)
+        assert sorted(r.partition_key for r in first.run_requests) == [f"{d}|AAPL" for d in days]
+        for request in first.run_requests:
+            assert run_request(lake, instance, request).success
+
+        fresh = tick(lake, instance, None)
+        assert fresh.run_requests == []
+        assert "2 already captured with identical content" in fresh.skip_reason.skip_message
+        assert fresh.cursor == first.cursor  # the cursor is rebuilt: the next tick reads nothing
+
+        bars = landing / pull_path(DEFAULT_VENDOR, "bars", "AAPL", days[0], "20190204T210200Z")
+        stat = bars.stat()
+        os.utime(bars, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))  # re-delivered, same bytes
+        touched = tick(lake, instance, fresh.cursor)
+        assert touched.run_requests == [] and touched.cursor != fresh.cursor
+
+        news = landing / pull_path(DEFAULT_VENDOR, "headlines", "AAPL", days[1], "20190206T001000Z")
+        news.write_bytes(news.read_bytes().replace(b'"records":[', b'"request":{"page":1},"records":['))
+        from_cursor, from_nothing = tick(lake, instance, touched.cursor), tick(lake, instance, None)
+        for changed in (from_cursor, from_nothing):
+            assert [r.partition_key for r in changed.run_requests] == [f"{days[1]}|AAPL"]
+            assert {k.to_user_string() for k in changed.run_requests[0].asset_selection} == set(FEED_ASSETS["headlines"])
+        assert from_cursor.run_requests[0].run_key == from_nothing.run_requests[0].run_key  # one run, even so
+        assert tick(lake, instance, from_cursor.cursor).run_requests == []
+
+        assert run_request(lake, instance, from_cursor.run_requests[0]).success
+        assert tick(lake, instance, None).run_requests == []
+
+
 @pytest.mark.s3
 def test_s3_landing_is_watched_and_ingested(s3_lake_settings):
     settings = s3_lake_settings
@@ -214,7 +260,7 @@ def test_s3_landing_is_watched_and_ingested(s3_lake_settings):
     lake.lake()  # creates the bucket
     records = [{"ts": f"2019-02-04T15:{m:02d}:00Z", "open": 100.0 + m, "high": 101.0 + m, "low": 99.5 + m,
                 "close": 100.5 + m, "volume": 1000 + m} for m in range(5)]
-    location = write_pull(s3_landing_url(settings), make_pull("s3vendor", "bars", "AAPL", DAY,
+    location = write_pull(settings.shared_landing_location, make_pull("s3vendor", "bars", "AAPL", DAY,
                           datetime(2019, 2, 4, 21, 0, tzinfo=timezone.utc), records),
                           vendor="s3vendor", feed="bars", symbol="AAPL", day=DAY, pull_id="p1",
                           storage_options=s3fs_kwargs(settings))

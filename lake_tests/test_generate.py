@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from lake_resources import bi5
+from lake_resources.calendar import Market, expected_hours, market_of, market_sessions, session_hours
 from lake_resources.generate import generate, generate_day_payloads
 from lake_resources.instruments import UnknownSymbolError, decimal_factor
 from lake_resources.sources.dukascopy import DukascopySource
@@ -161,3 +162,51 @@ def test_refuses_symbols_without_ticks_and_bad_ranges(tmp_path: Path):
         generate(tmp_path, ["EURUSD"], MON, FRI)
     with pytest.raises(ValueError, match="outside the generator's calendar"):
         generate_day_payloads("EURUSD", date(1999, 12, 31), 100, 0)
+
+
+SUMMER_WEEK = [date(2019, 7, 1) + timedelta(days=i) for i in range(7)]  # Mon..Sun, New York on EDT (UTC-4)
+WINTER_WEEK = [date(2019, 2, 4) + timedelta(days=i) for i in range(7)]  # Mon..Sun, New York on EST (UTC-5)
+
+
+def _hours_with_ticks(root: Path, symbol: str, day: date) -> list[int]:
+    return [h for h, size in enumerate(_hour_sizes(root, symbol, day)) if size]
+
+
+@pytest.mark.parametrize(("week", "roll"), [(SUMMER_WEEK, 21), (WINTER_WEEK, 22)], ids=["summer", "winter"])
+def test_generated_hours_follow_the_calendar(tmp_path: Path, week: list[date], roll: int):
+    """Every hour the calendar says is open has a file, with ticks unless the generator chose the hour
+    empty (a 0-byte file); no hour it says is closed has a file, and every tick lies inside a session.
+    USA500IDXUSD has no calendar rule: it is generated on FX hours."""
+    symbols = ["EURUSD", "XAUUSD", "BTCUSD", "USA500IDXUSD"]
+    options = {"seed": 5, "ticks_per_day": 2000, "closed_hours": "absent"}
+    summary = generate(tmp_path / "some-empty", symbols, week[0], week[-1], empty_hour_probability=0.05, **options)
+    generate(tmp_path / "none-empty", symbols, week[0], week[-1], empty_hour_probability=0.0, **options)
+    open_total = chosen_empty = 0
+    for symbol in symbols:
+        market = Market.FX if market_of(symbol) is Market.UNKNOWN else market_of(symbol)
+        for day in week:
+            sessions = market_sessions(market, day)
+            open_hours = session_hours(sessions, day)
+            sizes = _hour_sizes(tmp_path / "some-empty", symbol, day)
+            assert [h for h, size in enumerate(sizes) if size is not None] == open_hours, (symbol, day)
+            open_total += len(open_hours)
+            chosen_empty += sizes.count(0)
+            assert _hours_with_ticks(tmp_path / "none-empty", symbol, day) == open_hours, (symbol, day)
+            ts = _day_ticks(tmp_path / "some-empty", symbol, day)["ts"]
+            assert ts.len() == summary.ticks[(symbol, day)]
+            in_session = [(ts >= start) & (ts < end) for start, end in sessions]
+            assert ts.len() == 0 or pl.select(pl.any_horizontal(in_session).all()).item(), (symbol, day)
+    assert 0 < chosen_empty < 0.15 * open_total  # the random empty hours are a few, and 0-byte files
+
+    # FX's week ends Friday and starts Sunday at 17:00 New York: 21:00 UTC in summer, 22:00 in winter.
+    friday, saturday, sunday = week[4:7]
+    assert _hours_with_ticks(tmp_path / "none-empty", "EURUSD", friday) == list(range(roll))
+    assert _hours_with_ticks(tmp_path / "none-empty", "EURUSD", saturday) == []
+    assert _hours_with_ticks(tmp_path / "none-empty", "EURUSD", sunday) == list(range(roll, 24))
+    assert _hours_with_ticks(tmp_path / "none-empty", "BTCUSD", saturday) == list(range(24))
+
+
+def test_christmas_session_is_closed_in_generated_data(tmp_path: Path):
+    christmas = date(2019, 12, 25)
+    generate(tmp_path, ["EURUSD"], christmas, christmas, seed=5, ticks_per_day=2000, empty_hour_probability=0.0)
+    assert _hours_with_ticks(tmp_path, "EURUSD", christmas) == expected_hours("EURUSD", christmas) == [22, 23]

@@ -1,14 +1,19 @@
 """The landing sensor: new or changed vendor files -> runs for exactly the affected symbol-days.
 
-Each tick lists the landing area(s) (the local landing directory, and the S3 landing beside the cold
-tier when ``LAKE_S3_ENDPOINT`` is set), groups the vendor files by partition (``{date}|{SYMBOL}``) and
-fingerprints each feed of each group from its files' names, sizes and modification times (S3: ETag).
-A partition whose fingerprints differ from those in the cursor gets one run request, for raw_vendor and
-the datasets of the feeds that changed, whose run key includes the fingerprints: the same state of the
-files is never run twice (even if the cursor were lost), and a changed file gives a new key. The cursor
-(JSON: partition -> feed -> fingerprint) is stored by Dagster, so it survives restarts. Symbols outside the configured universe (``LAKE_SYMBOLS``) cannot be run; they are
-added to the ``discovered_symbols`` dynamic partitions and left out of the cursor, so their files run
-once the symbol is configured.
+Each tick lists the landing area(s) (``LAKE_LANDING``, and ``LAKE_SHARED_LANDING``: by default the S3
+landing beside the cold tier when ``LAKE_S3_ENDPOINT`` is set), groups the vendor files by partition
+(``{date}|{SYMBOL}``) and fingerprints each feed of each group from its files' names, sizes and
+modification times (S3: ETag). A partition whose fingerprints match those in the cursor is skipped
+without reading anything. Any other partition is compared by content with what ``raw_vendor`` stored
+for it (each pull's location and SHA-256): when the lake already holds exactly these pulls (after
+``lake demo``, with a lost cursor, or for a file touched but unchanged) nothing runs. Otherwise one
+run is requested, for raw_vendor and the datasets of the feeds whose pulls differ (not captured yet:
+the feeds whose fingerprints differ from the cursor's), with a run key that includes the
+fingerprints, so the same state of the files is never run twice and a changed file gives a new key.
+The cursor (JSON: partition -> feed -> fingerprint) is stored by Dagster, so it survives restarts.
+Symbols outside the configured universe (``LAKE_SYMBOLS``) cannot be run; they are added to the
+``discovered_symbols`` dynamic partitions and left out of the cursor, so their files run once the
+symbol is configured.
 """
 
 
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 import dagster as dg
 import fsspec
 
-from lake_assets.ingest.vendor import landing_locations
+from lake_assets.ingest.vendor import feeds_to_capture, landing_locations, vendor_connectors
 from lake_assets.partitions import date_symbol_partitions, discovered_symbols
 from lake_resources.resources import LakeResource
 from lake_resources.sources.vendor import FEEDS
@@ -33,8 +38,9 @@ FEED_ASSETS: dict[str, tuple[str, ...]] = {
     "headlines": ("raw_vendor", "headlines"),
 }
 SENSOR_ASSETS = tuple(dict.fromkeys(a for assets in FEED_ASSETS.values() for a in assets))
-#: At most this many run requests per tick; the rest follow on the next ticks (not yet in the cursor).
-MAX_RUNS_PER_TICK = 200
+#: At most this many new or changed partitions are compared with the lake (and run) per tick, so a tick
+#: stays short even with a lost cursor over a large landing; the rest follow on the next ticks.
+MAX_PARTITIONS_PER_TICK = 200
 CURSOR_VERSION = 2
 
 
@@ -155,7 +161,8 @@ def vendor_landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResourc
     current: dict[str, dict[str, str]] = {}
     requests: list[dg.RunRequest] = []
     unknown: set[str] = set()
-    deferred = 0
+    deferred = captured = compared = 0
+    connectors = None  # listed once, only when some partition must be compared with the lake
     for (day, symbol), group in sorted(by_partition.items()):
         key = f"{day}|{symbol}"
         digest = fingerprint(group)  # feed -> digest
@@ -172,14 +179,22 @@ def vendor_landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResourc
         if not date_symbol_partitions.has_partition_key(key):  # e.g. a date in the future: retry later
             context.log.info(f"{key}: not a partition yet; will retry")
             continue
-        if len(requests) >= MAX_RUNS_PER_TICK:
+        if compared >= MAX_PARTITIONS_PER_TICK:
             deferred += 1
             if key in seen:
                 current[key] = seen[key]
             continue
-        before = seen.get(key, {})
-        # a feed whose files changed or disappeared needs its datasets rebuilt
-        changed_feeds = sorted(f for f in set(digest) | set(before) if digest.get(f) != before.get(f))
+        compared += 1
+        if connectors is None:
+            connectors = vendor_connectors(settings, context.log)
+        changed_feeds = feeds_to_capture(lake.lake(), connectors, symbol, day)
+        current[key] = digest
+        if changed_feeds == []:
+            captured += 1
+            continue
+        if changed_feeds is None:  # not captured yet: the feeds changed since the cursor (all, without one)
+            before = seen.get(key, {})
+            changed_feeds = sorted(f for f in set(digest) | set(before) if digest.get(f) != before.get(f))
         assets = list(dict.fromkeys(a for feed in changed_feeds for a in FEED_ASSETS[feed]))
         requests.append(dg.RunRequest(
             run_key=run_key(key, _state_digest(digest)),
@@ -188,18 +203,20 @@ def vendor_landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResourc
             tags={"lake/launched_by": "vendor_landing_sensor", "lake/vendor_files": str(len(group)),
                   "lake/vendor_feeds": ",".join(changed_feeds)},
         ))
-        current[key] = digest
 
     known = set(context.instance.get_dynamic_partitions(discovered_symbols.name)) if unknown else set()
     new_symbols = sorted(unknown - known)
     dynamic = [discovered_symbols.build_add_request(new_symbols)] if new_symbols else []
     if new_symbols:
         context.log.info(f"symbols not in LAKE_SYMBOLS, added to discovered_symbols: {', '.join(new_symbols)}")
+    if captured:
+        context.log.info(f"{captured} partition(s) already captured by raw_vendor with identical content: not run")
     if deferred:
-        context.log.info(f"{deferred} more changed partition(s) deferred to the next tick (limit {MAX_RUNS_PER_TICK})")
+        context.log.info(f"{deferred} more partition(s) deferred to the next tick (limit {MAX_PARTITIONS_PER_TICK})")
     skip = None
     if not requests:
-        skip = f"no new or changed vendor files ({len(files)} file(s) in {len(by_partition)} partition(s))"
+        skip = f"no new or changed vendor files ({len(files)} file(s) in {len(by_partition)} partition(s)"
+        skip += f"; {captured} already captured with identical content)" if captured else ")"
     return dg.SensorResult(
         run_requests=requests or None,
         dynamic_partitions_requests=dynamic,

@@ -1,8 +1,8 @@
 """Vendor JSON pulls: captured raw (zstd) per symbol-day, then parsed into option greeks and headlines.
 
 ``raw_vendor`` reads every pull of a symbol-day from the landing area(s) through the vendor connector
-(``LandingDirVendor``: the local landing directory, plus ``s3://{bucket}/{prefix}/landing`` when
-``LAKE_S3_ENDPOINT`` is set), keeps each pull zstd-compressed in the raw zone and outputs an index of
+(``LandingDirVendor``: the local landing directory, plus the shared landing, by default
+``s3://{bucket}/{prefix}/landing`` when ``LAKE_S3_ENDPOINT`` is set), keeps each pull zstd-compressed in the raw zone and outputs an index of
 them. It also parses each pull once, so refused pulls and records land in the ``quarantine`` dataset
 (stage ``vendor``) with the reason, in one write per symbol-day; the rest of the partition proceeds.
 
@@ -23,6 +23,7 @@ import polars as pl
 
 from lake_assets.metadata import daily_dataset_asset
 from lake_assets.partitions import split_key
+from lake_resources.datasets import Tier, dataset_spec
 from lake_resources.ingest import QUARANTINE_SCHEMA
 from lake_resources.resources import LakeResource, PartitionInputs, PartitionStream
 from lake_resources.settings import LakeSettings
@@ -36,7 +37,7 @@ from lake_resources.sources.vendor import (
     latest_pull_rows,
     parse_pull,
 )
-from lake_resources.storage import Lake, LakeStorageError
+from lake_resources.storage import Lake, LakeStorageError, PartitionNotFound
 from lake_resources.transforms.bars import empty_bars, uniform_bars
 from lake_resources.validation import LakeValidationError
 
@@ -67,19 +68,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
 # ------------------------------------------------------------------------------------------
 # Landing areas and connectors (plain functions: the sensor uses them too)
 # ------------------------------------------------------------------------------------------
-def s3_landing_url(settings: LakeSettings) -> str:
-    """The S3 landing area beside the cold tier and raw zone: ``s3://{bucket}/{prefix}/landing``."""
-    prefix = settings.s3_prefix.strip("/")
-    return f"s3://{settings.s3_bucket}/{prefix}/landing" if prefix else f"s3://{settings.s3_bucket}/landing"
-
-
 def landing_locations(settings: LakeSettings) -> list[tuple[str, dict | None]]:
-    """``(url, storage_options)`` of each landing area: the local one, plus S3 when configured."""
+    """``(url, storage_options)`` of each landing area: ``LAKE_LANDING``, plus ``LAKE_SHARED_LANDING`` if any."""
     places: list[tuple[str, dict | None]] = [(str(settings.landing_root), None)]
-    if settings.cold_is_s3:
+    shared = settings.shared_landing_location
+    if shared is not None and shared.startswith("s3://"):
         from lake_resources.s3 import s3fs_kwargs
 
-        places.append((s3_landing_url(settings), s3fs_kwargs(settings)))
+        places.append((shared, s3fs_kwargs(settings)))
+    elif shared is not None:
+        places.append((shared, None))
     return places
 
 
@@ -172,6 +170,68 @@ def capture_vendor_day(
                     for q in parsed.quarantine
                 ]
     return pl.DataFrame(index_rows, schema=RAW_VENDOR_SCHEMA), pl.DataFrame(quarantine_rows, schema=QUARANTINE_SCHEMA)
+
+
+# ------------------------------------------------------------------------------------------
+# Already captured? (the landing sensor runs only what raw_vendor does not hold as it is now)
+# ------------------------------------------------------------------------------------------
+#: (vendor, pull id, location, content): content is the SHA-256 of the pull as received, or for a pull
+#: too large to store, its size (the only thing that decides how raw_vendor records it).
+PullSignature = tuple[str, str, str, str]
+
+
+def _content(sha256: str | None, size: int) -> str:
+    return sha256 if sha256 is not None else f"too_large:{size}"
+
+
+def landing_signatures(connectors: Iterable[LandingDirVendor], symbol: str, day: str) -> dict[str, frozenset[PullSignature]]:
+    """Per feed, the pulls of one symbol-day in the landing area(s), as ``capture_vendor_day`` would record them."""
+    found: dict[str, set[PullSignature]] = {feed: set() for feed in FEEDS}
+    for connector in connectors:
+        for feed in FEEDS:
+            for pull in connector.fetch(feed, symbol, day):
+                digest = None if pull.truncated else hashlib.sha256(pull.payload).hexdigest()
+                found[feed].add((pull.vendor, pull.pull_id, pull.location, _content(digest, pull.size)))
+    return {feed: frozenset(pulls) for feed, pulls in found.items()}
+
+
+def index_signatures(index: pl.DataFrame) -> dict[str, frozenset[PullSignature]]:
+    """Per feed, the pulls a ``raw_vendor`` index records."""
+    found: dict[str, set[PullSignature]] = {feed: set() for feed in FEEDS}
+    for row in index.iter_rows(named=True):
+        found.setdefault(row["feed"], set()).add(
+            (row["vendor"], row["pull_id"], row["location"], _content(row["sha256"], row["bytes"])))
+    return {feed: frozenset(pulls) for feed, pulls in found.items()}
+
+
+def stored_vendor_index(store: Lake, symbol: str, day: str) -> pl.DataFrame | None:
+    """The stored ``raw_vendor`` index of one symbol-day, or None when it was never captured.
+
+    Looks in its Parquet tiers only (hot, its home, and cold): the landing sensor must never wait on
+    the warm DuckDB file's write lock. A partition moved to warm by hand reads as not captured, which
+    costs one idempotent run.
+    """
+    spec = dataset_spec("raw_vendor")
+    partition = spec.partition(symbol=symbol, date=day)
+    for tier in (Tier.HOT, Tier.COLD):
+        if store.tier(tier).exists(spec, partition):
+            try:
+                return store.read_from(spec, partition, tier)
+            except PartitionNotFound:  # moved by the lifecycle meanwhile: look in the next tier
+                continue
+    return None
+
+
+def feeds_to_capture(store: Lake, connectors: Iterable[LandingDirVendor], symbol: str, day: str) -> list[str] | None:
+    """Feeds whose landing pulls differ (by content) from what ``raw_vendor`` holds for the symbol-day.
+
+    ``[]``: everything in the landing is captured exactly as it is now; None: never captured.
+    """
+    index = stored_vendor_index(store, symbol, day)
+    if index is None:
+        return None
+    landing, stored = landing_signatures(connectors, symbol, day), index_signatures(index)
+    return sorted(feed for feed in FEEDS if landing[feed] != stored.get(feed, frozenset()))
 
 
 def capture_and_store(context, store: Lake, connectors: list[LandingDirVendor], key: str, progress: str = "") -> pl.DataFrame:
