@@ -10,6 +10,11 @@ partition, the "authoritative" copy) is:
 3. only then removed from every other tier: shadowed copies first, the authoritative one last.
 A crash between any two steps leaves the partition readable (the read surface takes each partition
 once, from the fastest tier holding it), and a re-run finds the verified copy and finishes the move.
+A move holds the partition's lock (``Lake.partition_lock``), as does every write of it, so a
+re-materialization and a move of the same partition run one after the other, never interleaved.
+
+Each migration run also sweeps the leftovers of interrupted writes (hidden temp files, incomplete S3
+multipart uploads) older than ``TEMP_FILE_MIN_AGE_SECONDS``; storage health reports them.
 
 Cold compaction rewrites the daily cold files of a closed month into one file per symbol-month
 (sorted, exact duplicate rows dropped, higher zstd level, a row group per day), checks every day of
@@ -39,8 +44,10 @@ from lake_resources.settings import LakeSettings
 from lake_resources.storage import (
     Lake,
     LakeStorageError,
+    TEMP_FILE_MIN_AGE_SECONDS,
     MonthFile,
     PartitionNotFound,
+    TempSweep,
     WarmTier,
     day_bounds,
     encode_parquet,
@@ -466,6 +473,14 @@ def move_partition(lake: Lake, dataset: str | DatasetSpec, partition: Partition,
     spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
     target = Tier.parse(target)
     policy = policy or load_policy()
+    # The whole move holds the partition's lock: a re-materialization of it waits, then replaces
+    # what the move left (or the move, when it comes second, moves the new version).
+    with lake.partition_lock(spec, [partition]):
+        return _move_locked(lake, spec, partition, target, policy, log)
+
+
+def _move_locked(lake: Lake, spec: DatasetSpec, partition: Partition, target: Tier, policy: LifecyclePolicy,
+                 log: Log) -> MoveResult:
     label = f"{spec.name} {partition_label(partition)}"
     copies = copies_of(lake, spec, partition)
     if not copies:
@@ -500,7 +515,8 @@ def move_partition(lake: Lake, dataset: str | DatasetSpec, partition: Partition,
     others = [c for c in copies if c.tier is not target]
     others.sort(key=lambda c: c.tier is copies[0].tier)
     for c in others:
-        # A writer may have replaced this copy since the move started: then it is not ours to delete.
+        # Writers on this host wait for the lock; one elsewhere (another host on the shared cold tier)
+        # may have replaced this copy since the move started: then it is not ours to delete.
         now = lake.manifest(spec, partition, c.tier)
         if (now["sha256"] if now else "") != c.sha256:
             raise LakeStorageError(f"{label}: the {c.tier.value} copy changed during the move (re-materialized?); "
@@ -556,6 +572,8 @@ class MigrationReport:
     skipped: list[Skip] = field(default_factory=list)
     moved: list[MoveResult] = field(default_factory=list)
     failed: list[tuple[Move, str]] = field(default_factory=list)
+    temp_files: TempSweep | None = None  # leftovers of interrupted writes swept after the moves
+    temp_sweep_error: str | None = None
 
     @property
     def bytes_moved(self) -> int:
@@ -567,6 +585,8 @@ class MigrationReport:
             "planned": [m.as_dict() for m in self.planned], "skipped": [s.as_dict() for s in self.skipped],
             "moved": [m.as_dict() for m in self.moved],
             "failed": [m.as_dict() | {"error": err} for m, err in self.failed],
+            "temp_files": self.temp_files.as_dict() if self.temp_files else None,
+            "temp_sweep_error": self.temp_sweep_error,
         }
 
 
@@ -681,13 +701,28 @@ def plan_migration(lake: Lake, policy: LifecyclePolicy, *, datasets: Iterable[st
 def migrate(lake: Lake, policy: LifecyclePolicy | None = None, *, datasets: Iterable[str] | None = None,
             older_than: int | None = None, to: Tier | str | None = None, start: str | date | None = None,
             end: str | date | None = None, as_of: str | date | None = None, dry_run: bool = False,
-            log: Log = _quiet) -> MigrationReport:
-    """Plan, then move each partition (oldest first); one failure does not stop the others."""
+            temp_min_age_seconds: float = TEMP_FILE_MIN_AGE_SECONDS, log: Log = _quiet) -> MigrationReport:
+    """Plan, then move each partition (oldest first); one failure does not stop the others. Then
+    sweep the leftovers of interrupted writes older than ``temp_min_age_seconds`` from every tier
+    (a dry run only lists them)."""
     policy = policy or load_policy()
     report = plan_migration(lake, policy, datasets=datasets, older_than=older_than, to=to, start=start, end=end, as_of=as_of)
     report.dry_run = dry_run
-    if dry_run:
-        return report
+    if not dry_run:
+        _run_moves(lake, policy, report, log)
+    try:
+        report.temp_files = lake.sweep_temp_files(temp_min_age_seconds, dry_run=dry_run)
+    except Exception as exc:  # noqa: BLE001 - reported; the moves above stand
+        report.temp_sweep_error = lake.settings.redact(f"{type(exc).__name__}: {exc}")
+        log(f"sweeping leftover temp files FAILED: {report.temp_sweep_error}")
+    else:
+        if report.temp_files.removed:
+            log(f"removed {len(report.temp_files.removed)} leftover temp file(s) of interrupted writes "
+                f"({_human(sum(t.bytes for t in report.temp_files.removed))})")
+    return report
+
+
+def _run_moves(lake: Lake, policy: LifecyclePolicy, report: MigrationReport, log: Log) -> None:
     for move in report.planned:
         try:
             result = move_partition(lake, move.dataset, move.partition, move.target, policy, log=log)
@@ -700,7 +735,6 @@ def migrate(lake: Lake, policy: LifecyclePolicy | None = None, *, datasets: Iter
             log(f"FAILED {move.dataset} {partition_label(move.partition)}: {message}")
             continue
         report.moved.append(result)
-    return report
 
 
 # ============================================================================================
@@ -785,6 +819,15 @@ def compact_month(lake: Lake, dataset: str, symbol: str, month: str, policy: Lif
     spec = dataset_spec(dataset)
     if not is_compactable(spec):
         raise LakeValidationError(f"{dataset} is partitioned by {spec.partition_by}: only symbol x date datasets are compacted")
+    first, last = _month_bounds(month)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    # Every day of the month is locked: a write or move of any of them also rewrites the month manifest.
+    with lake.partition_lock(spec, [spec.partition(symbol=symbol, date=d) for d in days]):
+        return _compact_locked(lake, spec, symbol, month, policy, log)
+
+
+def _compact_locked(lake: Lake, spec: DatasetSpec, symbol: str, month: str, policy: LifecyclePolicy,
+                    log: Log) -> CompactionResult:
     cold = lake.cold
     first, last = _month_bounds(month)
     daily = [p for p in cold.list(spec, [symbol]) if first <= _date_of(p) <= last]
@@ -920,6 +963,8 @@ class StorageReport:
     usage: list[TierUsage]
     hot_disk: dict
     interrupted: list[dict]  # partitions held by more than one tier (an interrupted move; re-run migrate)
+    temp_files: TempSweep | None = None  # leftovers of interrupted writes (stale: the next migration removes them)
+    temp_files_error: str | None = None  # why they could not be listed (e.g. a read-only S3 key)
 
     def totals(self) -> dict[str, dict[str, int]]:
         out = {t.value: {"partitions": 0, "rows": 0, "bytes": 0} for t in TIER_PREFERENCE}
@@ -930,7 +975,9 @@ class StorageReport:
 
     def as_dict(self) -> dict:
         return {"datasets": [u.as_dict() for u in self.usage], "totals": self.totals(),
-                "hot_disk": self.hot_disk, "interrupted_moves": self.interrupted}
+                "hot_disk": self.hot_disk, "interrupted_moves": self.interrupted,
+                "temp_files": self.temp_files.as_dict() if self.temp_files else None,
+                "temp_files_error": self.temp_files_error}
 
 
 def hot_disk(lake: Lake, policy: LifecyclePolicy) -> dict:
@@ -976,7 +1023,12 @@ def storage_report(lake: Lake, policy: LifecyclePolicy | None = None, datasets: 
             u.month_files = len(months[Tier.COLD])
             u.bytes += sum(files[k].bytes for k in months[Tier.COLD] if k in files)
         usage.extend(per_tier[t] for t in TIER_PREFERENCE if t in per_tier)
-    return StorageReport(usage, hot_disk(lake, policy), interrupted)
+    report = StorageReport(usage, hot_disk(lake, policy), interrupted)
+    try:
+        report.temp_files = lake.find_temp_files()
+    except LakeStorageError as exc:  # the rest of the report stands (a read-only key cannot list uploads)
+        report.temp_files_error = lake.settings.redact(str(exc))
+    return report
 
 
 def _human(n: int | None) -> str:
@@ -1008,6 +1060,13 @@ def format_storage(report: StorageReport) -> str:
                  f"(warning below {_human(d['min_free_bytes'])}){warn}")
     if report.interrupted:
         lines.append(f"{len(report.interrupted)} partition(s) in more than one tier (an interrupted move): run `lake migrate` to finish")
+    temp = report.temp_files
+    if report.temp_files_error:
+        lines.append(f"leftover temp files of interrupted writes: not listed: {report.temp_files_error}")
+    if temp and (temp.stale or temp.fresh):
+        lines.append(f"leftover temp files of interrupted writes: {len(temp.stale)} stale ({_human(sum(t.bytes for t in temp.stale))}, "
+                     f"older than {temp.min_age_seconds / 3600:g} h: the next `lake migrate` removes them), "
+                     f"{len(temp.fresh)} recent ({_human(sum(t.bytes for t in temp.fresh))}, may be writes in progress)")
     return "\n".join(lines)
 
 
@@ -1038,6 +1097,12 @@ def _print_migration(report: MigrationReport) -> None:
     else:
         print(f"moved {len(report.moved)} partition(s) ({_human(report.bytes_moved)}), "
               f"skipped {len(report.skipped)}, failed {len(report.failed)}")
+    temp = report.temp_files
+    if temp and temp.stale:
+        verb = "would remove" if report.dry_run else "removed"
+        print(f"{verb} {len(temp.stale)} leftover temp file(s) of interrupted writes ({_human(sum(t.bytes for t in temp.stale))})")
+    if report.temp_sweep_error:
+        print(f"sweeping leftover temp files FAILED: {report.temp_sweep_error}")
 
 
 def cli_migrate(settings: LakeSettings, args) -> int:
@@ -1061,7 +1126,7 @@ def cli_migrate(settings: LakeSettings, args) -> int:
         print(json.dumps(report.as_dict(), indent=1, default=str))
     else:
         _print_migration(report)
-    status = 1 if report.failed else 0
+    status = 1 if report.failed or report.temp_sweep_error else 0
     if getattr(args, "compact", False):
         results = compact(lake, policy, datasets=[args.dataset] if getattr(args, "dataset", None) and
                           is_compactable(dataset_spec(args.dataset)) else None, as_of=as_of, dry_run=dry_run)

@@ -1,8 +1,9 @@
 """Tier lifecycle in Dagster: migration by policy, cold compaction and storage health.
 
 - ``tier_migration``: moves partitions between tiers by the policies in ``lifecycle.yaml`` (copy,
-  verify at the destination, then delete). Run by the daily ``lifecycle_migration`` schedule, or by
-  hand from the launchpad with a date range, a dataset, a target tier, ``as_of`` or ``dry_run``.
+  verify at the destination, then delete), then sweeps leftovers of interrupted writes. Run by the
+  daily ``lifecycle_migration`` schedule, or by hand from the launchpad with a date range, a
+  dataset, a target tier, ``as_of`` or ``dry_run``.
 - ``cold_compaction``: daily cold files of closed months -> one file per symbol-month.
 - ``storage_health``: bytes, partitions, rows, oldest/newest per dataset and tier, hot-disk free space,
   with asset checks that warn when the hot disk runs low or a move was left unfinished.
@@ -24,6 +25,7 @@ from lake_resources.lifecycle import (
     storage_report,
 )
 from lake_resources.resources import LakeResource
+from lake_resources.storage import TEMP_FILE_MIN_AGE_SECONDS
 from lake_resources.validation import LakeValidationError
 
 
@@ -63,7 +65,8 @@ def _table(rows: list[dict], columns: list[str], limit: int = 200) -> dg.Metadat
     code_version="1",
     pool="warm_writer",  # moves write and delete in the warm tier (one DuckDB writer per file)
     description="Moves partitions between hot, warm and cold by the lifecycle policies (lifecycle.yaml): "
-    "copy, verify row count and SHA-256 at the destination, then delete the source.",
+    "copy, verify row count and SHA-256 at the destination, then delete the source; then removes "
+    f"leftovers of interrupted writes (temp files, incomplete S3 uploads) older than {TEMP_FILE_MIN_AGE_SECONDS / 3600:g} hours.",
 )
 def tier_migration(context: dg.AssetExecutionContext, config: MigrationConfig, lake: LakeResource) -> dg.MaterializeResult:
     the_lake = lake.lake()
@@ -75,7 +78,10 @@ def tier_migration(context: dg.AssetExecutionContext, config: MigrationConfig, l
     )
     for move, error in report.failed:
         context.log.error(f"{move.dataset} {move.partition}: {error}")
+    if report.temp_sweep_error:
+        context.log.error(f"sweeping leftover temp files failed: {report.temp_sweep_error}")
     data = report.as_dict()
+    temp = data["temp_files"] or {}
     metadata = {
         "as_of": report.as_of.isoformat(),
         "policy": report.policy_source,
@@ -88,7 +94,13 @@ def tier_migration(context: dg.AssetExecutionContext, config: MigrationConfig, l
         "moves": _table(data["moved"] if not report.dry_run else data["planned"],
                         ["dataset", "partition", "source", "target", "rows", "bytes"]),
         "skipped_partitions": _table(data["skipped"], ["dataset", "partition", "source", "target", "reason"]),
+        # leftovers of interrupted writes older than the safe age: removed (listed only in a dry run)
+        "temp_files_stale": temp.get("stale_files", 0),
+        "temp_files_removed": temp.get("removed_files", 0),
+        "temp_bytes_removed": dg.MetadataValue.int(temp.get("removed_bytes", 0)),
     }
+    if report.temp_sweep_error:
+        metadata["temp_sweep_error"] = report.temp_sweep_error
     if report.failed:
         metadata["failures"] = _table(data["failed"], ["dataset", "partition", "source", "target", "error"])
         raise dg.Failure(f"{len(report.failed)} partition(s) failed to move (each source copy kept)", metadata=metadata)
@@ -137,12 +149,16 @@ def cold_compaction(context: dg.AssetExecutionContext, config: CompactionConfig,
     code_version="1",
     deps=[tier_migration, cold_compaction],
     description="Storage health: partitions, rows and bytes per dataset and tier, oldest/newest partition "
-    "per tier, free space on the hot tier's disk (warning below hot.min_free_bytes).",
+    "per tier, free space on the hot tier's disk (warning below hot.min_free_bytes), leftovers of "
+    "interrupted writes (stale and recent temp files, incomplete S3 uploads).",
     check_specs=[
         dg.AssetCheckSpec("hot_disk_free_space", asset="storage_health",
                           description="Free space on the hot tier's disk is above hot.min_free_bytes."),
         dg.AssetCheckSpec("no_unfinished_moves", asset="storage_health",
                           description="No partition is held by two tiers (an interrupted move; re-run migration)."),
+        dg.AssetCheckSpec("no_stale_temp_files", asset="storage_health",
+                          description="No leftover of an interrupted write (temp file, incomplete S3 upload) older "
+                                      "than the sweep age; the next migration run removes them."),
     ],
 )
 def storage_health(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -158,6 +174,10 @@ def storage_health(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
         "hot/free_warning": disk["warning"],
         "unfinished_moves": len(report.interrupted),
     }
+    temp = report.temp_files.as_dict() if report.temp_files else None
+    if temp is not None:
+        for key in ("stale_files", "stale_bytes", "fresh_files", "fresh_bytes"):
+            metadata[f"temp/{key}"] = dg.MetadataValue.int(temp[key])
     for tier in TIER_PREFERENCE:
         t = totals[tier.value]
         metadata[f"{tier.value}/bytes"] = dg.MetadataValue.int(t["bytes"])
@@ -184,6 +204,15 @@ def storage_health(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
             severity=dg.AssetCheckSeverity.WARN,
             description=f"{len(report.interrupted)} partition(s) in more than one tier",
             metadata={"partitions": _table(report.interrupted, ["dataset", "partition", "tiers"])},
+        ),
+        dg.AssetCheckResult(
+            check_name="no_stale_temp_files",
+            passed=temp is not None and not temp["stale_files"],
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(f"{temp['stale_files']} leftover(s) of interrupted writes ({temp['stale_bytes']:,} bytes) older "
+                         f"than {temp['min_age_seconds'] / 3600:g} h; {temp['fresh_files']} recent (may be writes in progress)"
+                         if temp is not None else f"leftovers could not be listed: {report.temp_files_error}"),
+            metadata={"stale": _table(temp["stale"] if temp else [], ["store", "uri", "bytes", "age_seconds"])},
         ),
     ]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
