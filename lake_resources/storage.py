@@ -972,22 +972,8 @@ class WarmTier:
     def manifest(self, spec: DatasetSpec, partition: Partition) -> dict | None:
         return self.manifests(spec).get(partition)
 
-    def read(self, spec: DatasetSpec, partition: Partition, con=None) -> pl.DataFrame:
-        manifest = self.manifest(spec, partition)
-        if manifest is None:
-            raise PartitionNotFound(f"{spec.name} {partition_label(partition)} is not in the {self.label}")
-        where, params = self._where(spec, partition)
-        # rowid keeps insertion order among equal timestamps (ticks sharing a millisecond).
-        order = f'"{spec.time_column}", rowid' if spec.time_column else "rowid"
-        with self.connect(read_only=True) as c:
-            if not self.table_exists(c, spec.name):
-                table = pl.DataFrame()
-            else:
-                table = c.execute(f'SELECT * FROM "{spec.name}" WHERE {where} ORDER BY {order}', params).pl()
-        df = cast_to_schema(table, manifest["schema"])
-        wanted = list(json.loads(manifest["schema"]))
-        # Columns added to the table by later partitions are not part of this partition's schema.
-        return df.select([c for c in wanted if c in df.columns])
+    def read(self, spec: DatasetSpec, partition: Partition) -> pl.DataFrame:
+        return self.read_partitions(spec, [partition])[0]
 
     def read_partitions(self, spec: DatasetSpec, partitions: Sequence[Partition]) -> list[pl.DataFrame]:
         """Several partitions, each exactly as ``read`` returns it, through one read-only connection:
@@ -1281,13 +1267,8 @@ class Lake:
             except (pa.ArrowInvalid, OSError):
                 rows = -1  # not a readable Parquet file at all
             digest = sha256(data)
-        ok = digest == manifest["sha256"] and rows == manifest["rows"]
         where = f"{t.value} month file {month_file.month}" if month_file is not None else t.value
-        detail = (f"{spec.name} {partition_label(partition)} in {where}: rows {rows} (manifest {manifest['rows']}), "
-                  f"sha256 {digest[:12]}… (manifest {manifest['sha256'][:12]}…)")
-        if not ok and any(e["sha256"] == digest and e["rows"] == rows for e in manifest.get("superseded", [])):
-            return True, detail + "; the data is the previous version (a write was interrupted before replacing it)"
-        return ok, detail
+        return _match_manifest(spec, partition, where, manifest, digest, rows)
 
     def read_stored(self, dataset: str | DatasetSpec, partition: Partition,
                     tier: Tier | str) -> tuple[pl.DataFrame, str | None]:
@@ -1310,14 +1291,21 @@ class Lake:
         manifest = self.manifest(spec, partition, t)
         if manifest is None:
             return False, f"{spec.name} {partition_label(partition)} in {t.value} has no manifest"
-        digest, rows = file_sha256 or sha256(encode_parquet(frame)), frame.height
-        ok = digest == manifest["sha256"] and rows == manifest["rows"]
+        digest = file_sha256 or sha256(encode_parquet(frame))
         where = f"{t.value} month file {manifest['month']}" if manifest.get("month") else t.value
-        detail = (f"{spec.name} {partition_label(partition)} in {where}: rows {rows} (manifest {manifest['rows']}), "
-                  f"sha256 {digest[:12]}… (manifest {manifest['sha256'][:12]}…)")
-        if not ok and any(e["sha256"] == digest and e["rows"] == rows for e in manifest.get("superseded", [])):
-            return True, detail + "; the data is the previous version (a write was interrupted before replacing it)"
-        return ok, detail
+        return _match_manifest(spec, partition, where, manifest, digest, frame.height)
+
+
+def _match_manifest(spec: DatasetSpec, partition: Partition, where: str, manifest: dict, digest: str,
+                    rows: int) -> tuple[bool, str]:
+    """``verify``'s answer: does a copy (its SHA-256 and row count) match its manifest, or the previous
+    version the manifest names (a write interrupted before replacing the data)?"""
+    ok = digest == manifest["sha256"] and rows == manifest["rows"]
+    detail = (f"{spec.name} {partition_label(partition)} in {where}: rows {rows} (manifest {manifest['rows']}), "
+              f"sha256 {digest[:12]}… (manifest {manifest['sha256'][:12]}…)")
+    if not ok and any(e["sha256"] == digest and e["rows"] == rows for e in manifest.get("superseded", [])):
+        return True, detail + "; the data is the previous version (a write was interrupted before replacing it)"
+    return ok, detail
 
 
 def _manifest_entry(manifest: dict) -> dict:

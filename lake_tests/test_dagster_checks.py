@@ -5,7 +5,8 @@ what is downstream; single-run ranges are checked partition by partition."""
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -26,9 +27,11 @@ from lake_assets.metadata import dataset_metadata
 from lake_assets.partitions import date_symbol_partitions
 from lake_resources import bi5
 from lake_resources.datasets import dataset_spec
+from lake_resources.datasets import Tier
 from lake_resources.generate import generate
+from lake_resources.lifecycle import compact_month, parse_policy
 from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
-from lake_resources.storage import DATA_FILE, Lake, encode_parquet
+from lake_resources.storage import DATA_FILE, Lake, ParquetTier, WarmTier, encode_parquet
 
 KEY = "2019-02-04|EURUSD"
 PART = (("symbol", "EURUSD"), ("date", "2019-02-04"))
@@ -201,8 +204,13 @@ def test_single_run_range_checks_every_partition(tmp_path):
     lake.write("ticks", p5, t5.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(-1.0).otherwise(pl.col("bid")).alias("bid")))
     t7 = lake.read_partition("ticks", p7)
     lake.write("ticks", p7, t7.filter(pl.col("ts").dt.hour() >= 22))  # a day that is mostly missing
+    for _ in range(2):  # the range's newest materializations are now not one per partition
+        assert run(dg.AssetSelection.assets("ticks").without_checks(), home, feed, instance=instance).success
     result = run(dg.AssetSelection.checks_for_assets("ticks"), home, feed, partition_key=None, tags=tags, instance=instance)
     found = evaluations(result)
+    latest = {k: instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("ticks"), asset_partitions=[k]),
+                                                 limit=1).records[0].storage_id for k in keys}
+    assert {k: found[("ticks", "schema_valid", k)].target_materialization_data.storage_id for k in keys} == latest
     assert not result.success  # the blocking schema check failed on 2019-02-05
     # what the UI shows per partition: the latest result, aimed at the partition's latest materialization
     infos = instance.event_log_storage.get_asset_check_partition_info([dg.AssetCheckKey(dg.AssetKey("ticks"), "schema_valid")])
@@ -244,3 +252,112 @@ def test_factory_builds_checks_for_other_datasets(tmp_path, datafeed_dir):
         build_dataset_checks("leaderboard", "leaderboard", [GAPS])
     with pytest.raises(ValueError, match="no pandera schema for leaderboard"):
         build_dataset_checks("leaderboard", "leaderboard", [SCHEMA])
+
+
+# ---------------------------------------------------------------------------------------------
+# Each partition is read once
+# ---------------------------------------------------------------------------------------------
+def test_checks_read_each_partition_once(tmp_path, monkeypatch):
+    """The check step reads each stored file once (the checksum check uses the copy the other checks read)
+    and opens the warm DuckDB file as often for a 4-day range as for one day, not once per partition."""
+    feed = generate(tmp_path / "gen", ["EURUSD"], "2019-02-04", "2019-02-07", seed=5, ticks_per_day=2000,
+                    empty_hour_probability=0.0).dukascopy_dir
+    home = tmp_path / "lake"
+    keys = [f"2019-02-0{d}|EURUSD" for d in (4, 5, 6, 7)]
+    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    assert run(dg.AssetSelection.assets("raw_dukascopy", "ticks", "bars_1m").without_checks(), home, feed,
+               partition_key=None, tags=tags).success
+
+    file_reads: Counter[str] = Counter()
+    warm_opens: list[bool] = []
+    real_get_file, real_connect = ParquetTier.get_file, WarmTier.connect
+
+    def counting_get_file(self, relative):
+        if relative.endswith("/" + DATA_FILE):
+            file_reads[relative] += 1
+        return real_get_file(self, relative)
+
+    def counting_connect(self, read_only=False):
+        warm_opens.append(read_only)
+        return real_connect(self, read_only)
+
+    monkeypatch.setattr(ParquetTier, "get_file", counting_get_file)
+    monkeypatch.setattr(WarmTier, "connect", counting_connect)
+    checks = dg.AssetSelection.checks_for_assets("ticks", "bars_1m")
+
+    def check(partition_key, tags=None):
+        file_reads.clear()
+        warm_opens.clear()
+        result = run(checks, home, feed, partition_key=partition_key, tags=tags)
+        found = evaluations(result)
+        assert found and all(e.passed for e in found.values()), {k: e.description for k, e in found.items() if not e.passed}
+        return dict(file_reads), list(warm_opens), found
+
+    one_reads, one_opens, _ = check(keys[0])
+    range_reads, range_opens, found = check(None, tags)
+    lake = Lake(LakeResource(home=str(home)).settings())
+    ticks_spec = dataset_spec("ticks")
+    tick_files = [lake.hot.uri(ticks_spec, (("symbol", "EURUSD"), ("date", k[:10])))[len(lake.hot.root) + 1:] for k in keys]
+    assert one_reads == {tick_files[0]: 1}
+    assert range_reads == dict.fromkeys(tick_files, 1)
+    assert range_opens == one_opens and set(range_opens) == {True}  # read-only, however many partitions
+    assert {p for (a, c, p) in found if c == "checksum_matches_manifest"} == set(keys)
+
+
+def _ticks_of(day: str, n: int, extra: bool = False) -> pl.DataFrame:
+    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    ts = pl.Series([start + timedelta(minutes=7 * i) for i in range(n)]).dt.cast_time_unit("ns")
+    bid = pl.Series([1.1 + i * 1e-5 for i in range(n)])
+    frame = pl.DataFrame({"ts": ts, "symbol": "EURUSD", "bid": bid, "ask": bid + 2e-5, "bid_volume": 1.0,
+                          "ask_volume": 1.5})
+    return frame.with_columns(venue=pl.lit("x")) if extra else frame
+
+
+@pytest.mark.parametrize("cold", ["local", "s3"])
+def test_verifying_the_copy_read_answers_as_verify_in_every_tier(cold, lake_settings, request):
+    """``verify_read`` on what ``read_stored``/``read_partitions`` returned gives ``verify``'s answer and
+    detail, for a hot file, warm rows, a cold daily file and a day of a cold month file; also when the
+    stored data no longer matches its manifest."""
+    settings = request.getfixturevalue("s3_lake_settings") if cold == "s3" else lake_settings
+    lake = Lake(settings)
+    lake.ensure_bucket()
+    spec = dataset_spec("ticks")
+    part = {d: spec.partition(symbol="EURUSD", date=d) for d in ("2019-02-04", "2019-02-05", "2019-02-06", "2019-02-07")}
+    lake.write(spec, part["2019-02-04"], _ticks_of("2019-02-04", 50), tier="hot")
+    lake.write(spec, part["2019-02-05"], _ticks_of("2019-02-05", 60), tier="warm")
+    lake.write(spec, part["2019-02-06"], _ticks_of("2019-02-06", 70, extra=True), tier="warm")  # a column added later
+    lake.write(spec, part["2019-02-07"], _ticks_of("2019-02-07", 80), tier="cold")
+    cold_day = spec.partition(symbol="EURUSD", date="2019-01-10")
+    lake.write(spec, cold_day, _ticks_of("2019-01-10", 40), tier="cold")
+    compact_month(lake, "ticks", "EURUSD", "2019-01", parse_policy({"compaction": {"zstd_level": 3}}))
+    assert lake.month_holding(spec, cold_day) is not None
+    where = {part["2019-02-04"]: Tier.HOT, part["2019-02-05"]: Tier.WARM, part["2019-02-06"]: Tier.WARM,
+             part["2019-02-07"]: Tier.COLD, cold_day: Tier.COLD}
+    assert {p: lake.find(spec, p) for p in where} == where
+
+    warm = [part["2019-02-05"], part["2019-02-06"]]
+    batch = lake.warm.read_partitions(spec, warm)
+    for p, frame in zip(warm, batch):
+        assert frame.equals(lake.warm.read(spec, p))  # same rows, columns and types as one by one
+    assert "venue" not in batch[0].columns and "venue" in batch[1].columns
+
+    def answers(p):
+        frame, file_sha256 = lake.read_stored(spec, p, where[p])
+        assert frame.equals(lake.read_from(spec, p, where[p]))
+        return lake.verify_read(spec, p, where[p], frame, file_sha256), lake.verify(spec, p, where[p])
+
+    for p in where:
+        read_answer, verify_answer = answers(p)
+        assert read_answer == verify_answer and read_answer[0], (p, read_answer)
+    assert "month file 2019-01" in answers(cold_day)[0][1]
+    assert answers(part["2019-02-04"])[0][1].startswith("ticks symbol=EURUSD, date=2019-02-04 in hot: rows 50 (manifest 50)")
+
+    # stored data that no longer matches its manifest: the same "no" and the same detail
+    shorter = encode_parquet(_ticks_of("2019-02-04", 49))
+    Path(lake.hot.uri(spec, part["2019-02-04"])).write_bytes(shorter)
+    with duckdb.connect(str(lake.warm.path)) as con:
+        con.execute("DELETE FROM ticks WHERE ts = (SELECT max(ts) FROM ticks WHERE ts < '2019-02-06')")
+    for p in (part["2019-02-04"], part["2019-02-05"]):
+        read_answer, verify_answer = answers(p)
+        assert read_answer == verify_answer and not read_answer[0], read_answer
+        assert f"rows {49 if p == part['2019-02-04'] else 59} (manifest" in read_answer[1]

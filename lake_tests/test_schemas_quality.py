@@ -346,6 +346,24 @@ def test_duplicate_check_finds_exact_copies_only(day_ticks, bars_1m):
     assert not check_duplicates(day_ticks.head(3), ["nope"]).passed
 
 
+def test_duplicate_check_on_time_sorted_rows_finds_copies_anywhere_in_a_timestamp(day_ticks):
+    """Time-sorted rows are compared only with rows sharing their timestamp (the fast path); that still
+    finds a copy separated from its original by another tick of the same millisecond, and copies of rows
+    whose timestamp is null (sorted first)."""
+    head = day_ticks.head(6)
+    other_tick = head.slice(5, 1).with_columns(bid=pl.col("bid") - 0.00001)
+    ticks = pl.concat([head, other_tick, head.slice(5, 1)])  # row 7 copies row 5, row 6 sits between them
+    assert ticks["ts"].is_sorted()
+    assert check_duplicates(ticks).failing_rows["row"].to_list() == [7]
+    assert check_duplicates(ticks, ["symbol", "ts"]).failing_rows["row"].to_list() == [6, 7]
+    null_ts = head.head(1).with_columns(ts=pl.lit(None, dtype=head.schema["ts"]))
+    with_nulls = pl.concat([null_ts, null_ts, ticks])
+    assert with_nulls["ts"].is_sorted()
+    assert check_duplicates(with_nulls).failing_rows["row"].to_list() == [1, 9]
+    # not sorted (the exact comparison of every row): the same copies, numbered from the other end
+    assert check_duplicates(with_nulls.reverse()).failing_rows["row"].to_list() == [2, 9]
+
+
 def test_failing_rows_are_capped(day_ticks):
     outcome = check_prices(day_ticks.with_columns(bid=pl.lit(-1.0)))
     assert outcome.metadata["failing_rows"] == day_ticks.height

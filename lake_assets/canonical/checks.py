@@ -1,7 +1,7 @@
 """Asset checks for every dataset asset, from one factory: :func:`build_dataset_checks`.
 
-Each dataset asset gets one multi-check op reading each partition once through the lake
-(``lake.read_partition``) and evaluating the kinds of checks asked for:
+Each dataset asset gets one multi-check op reading each partition once through the lake (from the
+fastest tier holding it, as ``Lake.read_partition``) and evaluating the kinds of checks asked for:
 
 - ``schema``: the dataset's pandera (polars) schema; **blocking**: a failure stops everything
   downstream in the run. Always emits a result (an unreadable partition is a failure), with the
@@ -13,15 +13,17 @@ Each dataset asset gets one multi-check op reading each partition once through t
   ``lake_resources.calendar`` are not gaps), listed in the result.
 - ``row_count``: the partition's rows against the same symbol's trailing days (from the partition
   manifests, via ``Lake.locate``).
-- ``checksum``: the stored partition's rows and SHA-256 match its manifest (``Lake.verify``).
+- ``checksum``: the stored partition's rows and SHA-256 match its manifest (``Lake.verify_read``, on
+  the copy the other checks read: the partition is not read again).
 
 Checks are partitioned like their asset: a result per partition, shown per partition in the UI. When
 a single-run backfill stores a range of partitions, every partition of the range is checked and each
-result also lists the range's failing partitions (``run_failing_partitions``).
+result also lists the range's failing partitions (``run_failing_partitions``). Each partition is read
+once; warm ones in batches through one DuckDB connection per batch (``WARM_READ_BATCH``).
 """
 
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -54,6 +56,9 @@ SCHEMA, TIMESTAMPS, PRICES, OHLC, DUPLICATES, GAPS, ROW_COUNT, CHECKSUM = (
 )
 SAMPLE_ROWS = 10  # failing rows shown in a result
 MAX_LISTED_PARTITIONS = 100
+# Warm partitions read per DuckDB connection: opening the file costs more than reading a day of bars,
+# and the batch bounds both the frames held at once and how long other processes' writers wait.
+WARM_READ_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ class PartitionData:
     tier: Tier | None  # where it is stored (None: nowhere)
     frame: pl.DataFrame | None
     read_error: str | None
+    file_sha256: str | None = None  # of the stored file's bytes, when read from a Parquet file of its own
 
     @property
     def day(self) -> date | None:
@@ -208,15 +214,19 @@ class TrailingRowCounts:
             (dict(l.partition)["symbol"], date.fromisoformat(dict(l.partition)["date"])): l for l in located
         }
         self._warm: dict | None = None
+        self._rows: dict[Partition, int | None] = {}  # a range's partitions share most of their trailing days
 
     def rows(self, loc: Located) -> int | None:
+        if loc.partition in self._rows:
+            return self._rows[loc.partition]
         if loc.tier is Tier.WARM:
             if self._warm is None:
                 self._warm = self.store.warm.manifests(self.spec)
             manifest = self._warm.get(loc.partition)
         else:
             manifest = self.store.manifest(self.spec, loc.partition, loc.tier)
-        return None if manifest is None else int(manifest["rows"])
+        rows = self._rows[loc.partition] = None if manifest is None else int(manifest["rows"])
+        return rows
 
     def trailing(self, symbol: str, day: date) -> list[tuple[str, int]]:
         out: list[tuple[str, int]] = []
@@ -254,7 +264,10 @@ class CheckOptions:
 def _evaluate(kind: str, data: PartitionData, spec: DatasetSpec, store: Lake, options: CheckOptions,
               trailing: TrailingRowCounts | None) -> Evaluated:
     if kind == CHECKSUM:
-        ok, detail = store.verify(spec, data.partition, data.tier)
+        if data.frame is None:  # nothing read to compare: verify reads the stored copy and says what is wrong
+            ok, detail = store.verify(spec, data.partition, data.tier)
+        else:
+            ok, detail = store.verify_read(spec, data.partition, data.tier, data.frame, data.file_sha256)
         return Evaluated(ok, "ERROR", ("stored partition matches its manifest: " if ok else
                                        "stored partition does NOT match its manifest: ") + detail,
                          {"tier": data.tier.value if data.tier else "none", "detail": detail})
@@ -299,29 +312,66 @@ def _evaluate(kind: str, data: PartitionData, spec: DatasetSpec, store: Lake, op
     raise ValueError(f"unknown check kind {kind!r}")
 
 
-def _read(store: Lake, spec: DatasetSpec, key: str | None, partition: Partition) -> PartitionData:
-    """The partition from the fastest tier holding it (as ``Lake.read_partition``), with that tier."""
-    tier = None
+def _read_each(store: Lake, spec: DatasetSpec, keys: Sequence[str | None],
+               partitions: Sequence[Partition]) -> Iterator[PartitionData]:
+    """Each partition once, in order, from the fastest tier holding it (as ``Lake.read_partition``),
+    with that tier; warm ones in batches of ``WARM_READ_BATCH`` through one connection each."""
+    items = list(zip(keys, partitions))
+    for start in range(0, len(items), WARM_READ_BATCH):
+        batch = items[start:start + WARM_READ_BATCH]
+        found: list[Tier | None | Exception] = []
+        for _, partition in batch:
+            try:
+                found.append(store.find(spec, partition))
+            except Exception as exc:  # noqa: BLE001 - reported as that partition's read error
+                found.append(exc)
+        warm = [i for i, tier in enumerate(found) if tier is Tier.WARM]
+        try:
+            frames = dict(zip(warm, store.warm.read_partitions(spec, [batch[i][1] for i in warm])))
+        except Exception:  # noqa: BLE001 - then each is read alone below, to report its own error
+            frames = {}
+        for i, (key, partition) in enumerate(batch):
+            yield _read(store, spec, key, partition, found[i], frames.get(i))
+
+
+def _read(store: Lake, spec: DatasetSpec, key: str | None, partition: Partition,
+          found: Tier | None | Exception, frame: pl.DataFrame | None) -> PartitionData:
+    """One partition from the tier ``found`` for it (``frame``: its rows, when already read)."""
+    tier = found if isinstance(found, Tier) else None
     try:
-        tier = store.find(spec, partition)
+        if isinstance(found, Exception):
+            raise found
         if tier is None:
             raise PartitionNotFound(f"{spec.name} {partition_label(partition)} is not stored in any tier (hot, warm, cold)")
-        return PartitionData(key, partition, tier, store.tier(tier).read(spec, partition), None)
+        if frame is not None:
+            return PartitionData(key, partition, tier, frame, None)
+        frame, file_sha256 = store.read_stored(spec, partition, tier)
+        return PartitionData(key, partition, tier, frame, None, file_sha256)
     except Exception as exc:  # noqa: BLE001 - an unreadable partition is a failed check, never a crash
         return PartitionData(key, partition, tier, None, f"{type(exc).__name__}: {exc}")
 
 
-def _target(instance: dg.DagsterInstance, asset_key: dg.AssetKey, key: str | None):
-    """The partition's latest materialization, so the UI links a result to what it checked."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key] if key else None), limit=1
-    ).records
-    if not records:
-        return None
-    rec = records[0]
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=rec.storage_id, run_id=rec.event_log_entry.run_id, timestamp=rec.timestamp
-    )
+def _targets(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
+             keys: Sequence[str | None]) -> dict[str | None, AssetCheckEvaluationTargetMaterializationData]:
+    """Each partition's latest materialization, so the UI links a result to what it checked: one query
+    for the whole range, then one per partition whose latest is not among its newest records."""
+    def fetch(partition_keys: list[str] | None, limit: int):
+        return instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=partition_keys), limit=limit).records
+
+    partitioned = keys != [None]
+    latest = {}
+    for rec in fetch(list(keys) if partitioned else None, len(keys)):  # newest first
+        latest.setdefault(rec.partition_key if partitioned else None, rec)
+    for key in [k for k in keys if k not in latest] if partitioned else []:
+        found = fetch([key], 1)
+        if found:
+            latest[key] = found[0]
+    return {
+        key: AssetCheckEvaluationTargetMaterializationData(
+            storage_id=rec.storage_id, run_id=rec.event_log_entry.run_id, timestamp=rec.timestamp)
+        for key, rec in latest.items()
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -398,10 +448,8 @@ def build_dataset_checks(
             except Exception as exc:  # noqa: BLE001 - reported by the row-count results below
                 trailing = _Unavailable(f"trailing row counts unavailable: {type(exc).__name__}: {exc}")
         results: dict[str, list[tuple[str | None, Evaluated]]] = {k: [] for k in chosen}
-        targets = {}
-        for i, (key, partition) in enumerate(zip(keys, partitions), 1):
-            data = _read(store, spec, key, partition)
-            label = partition_label(partition)
+        for i, data in enumerate(_read_each(store, spec, keys, partitions), 1):
+            key, label = data.key, partition_label(data.partition)
             for kind in chosen:
                 try:
                     evaluated = _evaluate(kind, data, spec, store, options, trailing)
@@ -410,10 +458,10 @@ def build_dataset_checks(
                 evaluated.description = f"{label}: {evaluated.description}"
                 evaluated.metadata = {"partition": label, **evaluated.metadata}
                 results[kind].append((key, evaluated))
-            targets[key] = _target(context.instance, asset_key, key)
             if len(keys) > 1 and i % 50 == 0:
                 context.log.info(f"checked {i}/{len(keys)} partitions of {spec.name}")
 
+        targets = _targets(context.instance, asset_key, keys)
         for kind, check_spec in chosen.items():
             failing = [k or "(unpartitioned)" for k, ev in results[kind] if not ev.passed]
             yield dg.Output(None, output_name=check_spec.get_python_identifier())
