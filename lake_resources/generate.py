@@ -45,6 +45,7 @@ from lake_resources import bi5
 from lake_resources.calendar import Market, market_of, market_sessions, session_hours
 from lake_resources.instruments import Instrument, catalogue, instrument
 from lake_resources.sources.vendor import make_pull, write_pull
+from lake_resources.storage import write_atomic
 from lake_resources.validation import parse_date, validate_symbol
 
 #: Calendar of the day-to-day price walk; generated days must fall inside it.
@@ -532,9 +533,6 @@ def generate(
 
 
 def _write(path: Path, payload: bytes, summary: GenerateSummary) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    write_atomic(path, payload)
     summary.files_written += 1
     summary.bytes_written += len(payload)

@@ -14,7 +14,9 @@ Every stored partition is written atomically and records its row count and SHA-2
   cold file not yet removed), so no row is ever read twice.
 - A write killed mid-way leaves a hidden ``.{name}.tmp-{uuid}`` file (local) or an incomplete
   multipart upload (S3, objects of 100 MiB and more): never read, swept by ``Lake.sweep_temp_files``
-  once older than ``TEMP_FILE_MIN_AGE_SECONDS``.
+  once older than ``TEMP_FILE_MIN_AGE_SECONDS``. Local files outside the tiers (the download cache,
+  landing pulls, generated sample data) are written with the same ``write_atomic``; the sweep covers
+  the download cache and the local landing area too.
 - Replacing, deleting, moving or compacting a partition holds its lock (``PartitionLocks``), so
   these never interleave on the same partition.
 """
@@ -76,8 +78,9 @@ PARTITION_LOCK_FILES = 1024
 PARTITION_LOCK_TIMEOUT_SECONDS = 900.0
 
 _log = logging.getLogger(__name__)
-# ``.{name}.tmp-{uuid4 hex}``: the only names ``_put_atomic`` stages files under. Data, manifest and
-# raw-zone names never start with a dot, so nothing else can match.
+# ``.{name}.tmp-{uuid4 hex}``: the only names ``write_atomic`` stages files under. Data, manifest,
+# raw-zone and download-cache names never start with a dot, nor do landing pulls the sensor reads (a
+# vendor's own hidden in-progress names would also need this exact suffix to match).
 _TEMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
 #: Up to this many symbol-days a local tier is probed file by file rather than walked (a stat each vs
 #: a walk of every partition of the symbols).
@@ -306,9 +309,37 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_NAME.match(name))
 
 
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write a local file atomically and durably: readers see the previous file or the whole new one.
+
+    Staged under ``temp_path_for(path)`` (fsynced, renamed, directory fsynced), so a write killed
+    mid-way leaves only a hidden temp file that ``Lake.sweep_temp_files`` removes once stale. Raises
+    ``OSError`` (its temp file removed); callers say what was being written.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    tmp = temp_path_for(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 @dataclass(frozen=True)
 class TempFile:
-    """A leftover of an interrupted write: a hidden temp file (local tiers) or an incomplete
+    """A leftover of an interrupted write: a hidden temp file (local tiers and areas) or an incomplete
     multipart upload (S3, ``upload_id`` set), with the bytes it holds and its age."""
 
     store: str
@@ -321,9 +352,44 @@ class TempFile:
         return asdict(self)
 
 
+def _local_temp_files(root: str, label: str, now: float) -> list[TempFile]:
+    """Hidden temp files of ``write_atomic`` anywhere under a local directory."""
+    found: list[TempFile] = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if not is_temp_name(name):
+                continue
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(FileNotFoundError):  # gone: its write just finished or failed
+                st = os.lstat(path)
+                found.append(TempFile(label, path, st.st_size, now - st.st_mtime))
+    return found
+
+
+class LocalArea:
+    """A local directory outside the tiers whose files are written with ``write_atomic`` (the download
+    cache, the local landing area): only its leftovers concern the lake, swept with the tiers' own."""
+
+    def __init__(self, root: str | os.PathLike, label: str):
+        self.root = os.fspath(root)
+        self.label = label
+
+    def temp_files(self, now: float | None = None) -> list[TempFile]:
+        return _local_temp_files(self.root, self.label, time.time() if now is None else now)
+
+    def remove_temp_file(self, temp: TempFile) -> None:
+        try:
+            os.unlink(temp.uri)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise LakeStorageError(f"{self.label}: removing the leftover {temp.uri} failed: {exc}") from exc
+
+
 @dataclass
 class TempSweep:
-    """Leftovers found in every Parquet tier and the raw zone. ``stale`` ones are older than
+    """Leftovers found in every Parquet tier, the raw zone, the download cache and the local landing
+    area. ``stale`` ones are older than
     ``min_age_seconds`` (``removed`` by a sweep unless it was a dry run); ``fresh`` ones may belong to
     a write in progress and are never touched."""
 
@@ -455,23 +521,9 @@ class ParquetTier:
             except Exception as exc:  # noqa: BLE001 - re-raised with where it failed
                 raise LakeStorageError(f"{self.label}: upload of {path} failed: {type(exc).__name__}: {exc}") from exc
             return
-        directory = os.path.dirname(path)
-        tmp = temp_path_for(path)
         try:
-            os.makedirs(directory, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomic(path, data)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             what = "is full (no space left on device)" if exc.errno == 28 else f"write failed ({exc.strerror or exc})"
             raise LakeStorageError(f"{self.label} {what}: writing {path}; the previous version is unchanged") from exc
 
@@ -504,17 +556,9 @@ class ParquetTier:
         before its rename). S3: incomplete multipart uploads (s3fs uploads 100 MiB and more in parts;
         a killed upload leaves its parts stored, invisible to readers, until aborted)."""
         now = time.time() if now is None else now
-        found: list[TempFile] = []
         if self.is_local:
-            for dirpath, _dirs, files in os.walk(self.root):
-                for name in files:
-                    if not is_temp_name(name):
-                        continue
-                    path = os.path.join(dirpath, name)
-                    with contextlib.suppress(FileNotFoundError):  # gone: its write just finished or failed
-                        st = os.lstat(path)
-                        found.append(TempFile(self.label, path, st.st_size, now - st.st_mtime))
-            return found
+            return _local_temp_files(self.root, self.label, now)
+        found: list[TempFile] = []
         bucket, prefix, _ = self.fs.split_path(self.root)
         try:
             for upload in self._paged("list_multipart_uploads", "Uploads", Bucket=bucket, Prefix=f"{prefix}/"):
@@ -1050,6 +1094,9 @@ class Lake:
             self.cold = ParquetTier(Tier.COLD, settings.cold_root)
             self.raw = ParquetTier(Tier.COLD, settings.raw_root, label=f"raw zone ({settings.raw_root})")
         self.locks = PartitionLocks(settings.home_abs / "locks")
+        # Written with write_atomic outside the tiers, so their leftovers are swept with the tiers' own.
+        self.download_cache = LocalArea(settings.cache_root, f"download cache ({settings.cache_root})")
+        self.landing = LocalArea(settings.landing_root, f"landing area ({settings.landing_root})")
 
     @classmethod
     def from_env(cls) -> Lake:
@@ -1072,14 +1119,21 @@ class Lake:
         return self.locks.hold(spec, partitions)
 
     # leftovers of interrupted writes ---------------------------------------------
+    def _leftover_stores(self) -> tuple[ParquetTier | LocalArea, ...]:
+        return (self.hot, self.cold, self.raw, self.download_cache, self.landing)
+
     def find_temp_files(self, min_age_seconds: float = TEMP_FILE_MIN_AGE_SECONDS, now: float | None = None) -> TempSweep:
-        """Leftovers of interrupted writes in the hot and cold tiers and the raw zone, stale or fresh."""
+        """Leftovers of interrupted writes in the hot and cold tiers, the raw zone, the download cache
+        and the local landing area, stale or fresh."""
         if min_age_seconds < 0:
             raise LakeValidationError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
         found = TempSweep(min_age_seconds)
-        for store in (self.hot, self.cold, self.raw):
+        seen: set[str] = set()  # LAKE_LANDING may be set inside another area: count each leftover once
+        for store in self._leftover_stores():
             for temp in store.temp_files(now):
-                (found.stale if temp.age_seconds > min_age_seconds else found.fresh).append(temp)
+                if temp.uri not in seen:
+                    seen.add(temp.uri)
+                    (found.stale if temp.age_seconds > min_age_seconds else found.fresh).append(temp)
         return found
 
     def sweep_temp_files(self, min_age_seconds: float = TEMP_FILE_MIN_AGE_SECONDS, now: float | None = None,
@@ -1088,7 +1142,7 @@ class Lake:
         Only temp files and incomplete uploads are ever touched: never data, manifests or raw files."""
         found = self.find_temp_files(min_age_seconds, now)
         if not dry_run:
-            stores = {store.label: store for store in (self.hot, self.cold, self.raw)}
+            stores = {store.label: store for store in self._leftover_stores()}
             for temp in found.stale:
                 stores[temp.store].remove_temp_file(temp)
                 found.removed.append(temp)

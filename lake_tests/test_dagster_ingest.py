@@ -251,6 +251,55 @@ def test_sensor_without_cursor_skips_what_raw_vendor_already_holds(tmp_path):
         assert tick(lake, instance, None).run_requests == []
 
 
+def materialized(result) -> list[str]:
+    return sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events())
+
+
+def test_sensor_without_cursor_requests_the_datasets_a_capture_left_behind(tmp_path):
+    """raw_vendor holds the pulls but datasets of their feeds never ran (or ran before the capture of
+    their feed's pulls): a sensor without cursor requests exactly those datasets, for exactly that
+    partition, under one stable run key, without capturing raw_vendor again; once that run is done,
+    nothing. The roll-ups come with bars_1m, whose blocking checks guard them."""
+    lake = LakeResource(home=str(tmp_path / "lake"))
+    landing = lake.settings().landing_root
+    generate(landing, ["AAPL"], DAY, DAY, seed=11)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        [capture] = tick(lake, instance, None).run_requests
+        # A run that captured the pulls and built bars_1m and headlines, then stopped (greeks, roll-ups never ran).
+        partial = run_request(lake, instance, dg.RunRequest(
+            run_key=None, partition_key=KEY, asset_selection=[dg.AssetKey(a) for a in ("raw_vendor", "bars_1m", "headlines")]))
+        assert partial.success
+
+        behind = tick(lake, instance, None)
+        [request] = behind.run_requests
+        assert request.partition_key == KEY
+        assert [k.to_user_string() for k in request.asset_selection] == [
+            "bars_1m", "bars_5m", "bars_1h", "bars_1d", "option_greeks"]
+        assert request.run_key != capture.run_key  # a key of its own: the capture's run is not dropped as a repeat
+        assert tick(lake, instance, None).run_requests[0].run_key == request.run_key  # stable: it runs once
+        assert tick(lake, instance, behind.cursor).run_requests == []  # the cursor records it as requested
+
+        done = run_request(lake, instance, request)
+        assert done.success
+        assert materialized(done) == ["bars_1d", "bars_1h", "bars_1m", "bars_5m", "option_greeks"]  # raw_vendor read, not re-captured
+        store = Lake(lake.settings())
+        assert store.read_partition("option_greeks", PART).height > 0 and store.read_partition("bars_1d", PART).height == 1
+        after = tick(lake, instance, None)
+        assert after.run_requests == [] and "1 already captured with identical content" in after.skip_reason.skip_message
+
+        # A changed greeks pull captured by a run whose option_greeks step never ran: only option_greeks
+        # is behind (the bars and headlines pulls are the ones their datasets were built from).
+        greeks = landing / pull_path(DEFAULT_VENDOR, "greeks", "AAPL", DAY, "20190204T210500Z")
+        greeks.write_bytes(greeks.read_bytes().replace(b'"records":[', b'"request":{"page":1},"records":['))
+        assert run_request(lake, instance, dg.RunRequest(run_key=None, partition_key=KEY,
+                                                         asset_selection=[dg.AssetKey("raw_vendor")])).success
+        for cursor in (None, after.cursor):
+            [request] = tick(lake, instance, cursor).run_requests
+            assert (request.partition_key, [k.to_user_string() for k in request.asset_selection]) == (KEY, ["option_greeks"])
+        assert materialized(run_request(lake, instance, request)) == ["option_greeks"]
+        assert tick(lake, instance, None).run_requests == []
+
+
 @pytest.mark.s3
 def test_s3_landing_is_watched_and_ingested(s3_lake_settings):
     settings = s3_lake_settings
@@ -277,3 +326,20 @@ def test_s3_landing_is_watched_and_ingested(s3_lake_settings):
     bars = store.read_partition("bars_1m", PART)
     assert bars["open"].to_list() == [r["open"] for r in records]
     assert date(2019, 2, 4) == bars["ts"][0].date()
+
+
+def test_a_bars_read_through_recapture_does_not_make_the_other_feeds_look_stale(tmp_path):
+    """bars_1m of a vendor symbol captures raw_vendor itself when it is missing (read-through), and records
+    the same per-feed digests as raw_vendor does: after a full ingest and such a re-capture of identical
+    pulls, a sensor without cursor requests nothing (the greeks and headlines were built from these pulls)."""
+    lake = LakeResource(home=str(tmp_path / "lake"))
+    generate(lake.settings().landing_root, ["AAPL"], DAY, DAY, seed=11)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        [capture] = tick(lake, instance, None).run_requests
+        assert run_request(lake, instance, capture).success
+        Lake(lake.settings()).delete("raw_vendor", PART, "hot")
+        read_through = run_request(lake, instance, dg.RunRequest(
+            run_key=None, partition_key=KEY, asset_selection=[dg.AssetKey("bars_1m")]))
+        assert read_through.success
+        assert "raw_vendor" in materialized(read_through)  # logged by bars_1m's read-through capture
+        assert tick(lake, instance, None).run_requests == []

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -335,6 +339,59 @@ def test_cache_keeps_past_404s_and_empties_but_asks_again_for_future_hours(mirro
 
     names = [p.name for p in cache.rglob("*") if p.is_file()]
     assert sorted(names) == ["00h_ticks.bi5.missing", "04h_ticks.bi5"]  # no temp files left behind
+
+
+# The child: the Dukascopy resource of a lake (its download cache under LAKE_HOME/cache), fetching a
+# day from the mirror one hour at a time, SIGKILLed just before the rename that publishes hour 03.
+_KILLED_CACHE_WRITER = """
+import sys
+from lake_resources.resources import DukascopyResource, LakeResource
+from lake_tests.reliability.child import install_kill
+
+install_kill("replace:03h_ticks.bi5:1:before")
+source = DukascopyResource(url=sys.argv[1], lake=LakeResource(home=sys.argv[2]), max_concurrency=1).source()
+source.fetch_day("EURUSD", "2019-02-04")
+"""
+
+
+def test_killed_cache_write_leaves_only_a_temp_file_the_sweep_removes_and_cached_hours_are_reused(
+        mirror: _Mirror, tmp_path: Path, datafeed_dir: Path):
+    from lake_resources.resources import DukascopyResource, LakeResource
+    from lake_resources.settings import LakeSettings
+    from lake_resources.storage import TEMP_FILE_MIN_AGE_SECONDS, Lake
+    from lake_tests.conftest import REPO_ROOT
+
+    settings = LakeSettings(home=tmp_path / "lake")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKE_", "AWS_", "DAGSTER_"))}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_CACHE_WRITER, mirror.base, str(settings.home_abs)],
+                            env=env | {"PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+    hours = {h: bi5.hour_path("EURUSD", _hour(h)) for h in range(24)}
+    files = [p for p in settings.cache_root.rglob("*") if p.is_file()]
+    cached = {p.name: p.read_bytes() for p in files if not p.name.startswith(".")}
+    # Hours 00-02 are cached whole; hour 03 never appears under its name, only as a hidden temp file.
+    assert cached == {f"{h:02d}h_ticks.bi5": (datafeed_dir / hours[h]).read_bytes() for h in range(3)}
+    [temp] = [p for p in files if p.name.startswith(".")]
+    assert temp.name.startswith(".03h_ticks.bi5.tmp-") and temp.read_bytes() == (datafeed_dir / hours[3]).read_bytes()
+
+    lake = Lake(settings)
+    found = lake.find_temp_files()
+    assert found.stale == [] and [(t.store, t.uri) for t in found.fresh] == [(lake.download_cache.label, str(temp))]
+    assert lake.sweep_temp_files().removed == [] and temp.exists()  # fresh: may be a download in progress
+    swept = lake.sweep_temp_files(now=time.time() + TEMP_FILE_MIN_AGE_SECONDS + 60)
+    assert [t.uri for t in swept.removed] == [str(temp)] and not temp.exists()
+    assert {p.name: p.read_bytes() for p in settings.cache_root.rglob("*") if p.is_file()} == cached
+
+    # The next fetch reuses the three cached hours (no second request) and fetches hour 03 again.
+    assert [mirror.counts[hours[h]] for h in range(5)] == [1, 1, 1, 1, 0]
+    source = DukascopyResource(url=mirror.base, lake=LakeResource(home=str(settings.home_abs))).source()
+    fetched = source.fetch_day("EURUSD", DAY)
+    assert [f.hour.hour for f in fetched if f.from_cache] == [0, 1, 2]
+    assert [mirror.counts[hours[h]] for h in range(24)] == [1, 1, 1, 2] + [1] * 20
+    assert [f.payload for f in fetched] == [(datafeed_dir / hours[h]).read_bytes() for h in range(24)]
+    assert lake.find_temp_files().fresh == []
 
 
 def test_cache_is_separate_per_base(mirror: _Mirror, tmp_path: Path, datafeed_dir: Path):

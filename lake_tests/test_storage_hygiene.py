@@ -186,6 +186,49 @@ def test_sweep_aborts_a_stale_incomplete_s3_upload_of_a_killed_writer(s3_lake_se
     assert lake.get_raw("vendor", "EURUSD", "2019-02-04", "big-pull.json.zst") is None  # never published
 
 
+# A vendor pull written into the lake's landing area, SIGKILLed just before the rename that publishes it.
+_KILLED_LANDING_WRITER = """
+from datetime import datetime, timezone
+from lake_resources.settings import LakeSettings
+from lake_resources.sources.vendor import make_pull, write_pull
+from lake_tests.reliability.child import install_kill
+
+install_kill("replace:late.json:1:before")
+payload = make_pull("sample", "headlines", "AAPL", "2019-02-04", datetime(2019, 2, 5, 1, tzinfo=timezone.utc),
+                    [{"ts": "2019-02-04T15:00:00Z", "headline": "late news"}])
+write_pull(LakeSettings.from_env().landing_root, payload, vendor="sample", feed="headlines", symbol="AAPL",
+           day="2019-02-04", pull_id="late")
+"""
+
+
+def test_a_killed_landing_write_is_never_a_pull_and_is_reported_and_swept_once_stale(lake_settings):
+    from lake_assets.ingest.sensors import scan_landing
+    from lake_resources.generate import generate
+
+    lake = Lake(lake_settings)
+    landing = lake_settings.landing_root
+    generate(landing, ["AAPL"], "2019-02-04", "2019-02-04", seed=3)
+    pulls, _ = scan_landing(str(landing))
+    complete = {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()}
+    killed = subprocess.run(CHILD[:1] + ["-c", _KILLED_LANDING_WRITER], env=_env(lake_settings), cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+    [temp] = [p for p in landing.rglob("*") if p.is_file() and p not in complete]
+    assert temp.name.startswith(".late.json.tmp-") and b"late news" in temp.read_bytes()
+    assert scan_landing(str(landing)) == (pulls, [])  # the sensor sees the same pulls, and nothing to complain about
+    fresh = storage_report(lake).temp_files
+    assert fresh.stale == [] and [(t.store, t.uri) for t in fresh.fresh] == [(lake.landing.label, str(temp))]
+    assert lake.sweep_temp_files().removed == [] and temp.exists()
+
+    stat = temp.stat()
+    os.utime(temp, (stat.st_atime, stat.st_mtime - 7 * 3600))  # seven hours on
+    report = storage_report(lake)
+    assert [t.uri for t in report.temp_files.stale] == [str(temp)] and "1 stale" in format_storage(report)
+    assert [t.uri for t in lake.sweep_temp_files().removed] == [str(temp)]
+    assert {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()} == complete  # every pull, byte for byte
+
+
 def test_storage_health_reports_stale_temp_files_and_the_migration_run_sweeps_them(lake_settings, versions,
                                                                                      monkeypatch, capsys):
     from lake_assets import cli

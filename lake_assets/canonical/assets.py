@@ -4,7 +4,13 @@
 import dagster as dg
 import polars as pl
 
-from lake_assets.ingest.vendor import capture_and_store, vendor_connectors, vendor_minute_bars
+from lake_assets.ingest.vendor import (
+    FEED_DIGESTS_METADATA,
+    capture_and_store,
+    feed_digests,
+    vendor_connectors,
+    vendor_minute_bars,
+)
 from lake_assets.metadata import daily_dataset_asset
 from lake_assets.partitions import split_key
 from lake_resources.instruments import instrument
@@ -64,7 +70,8 @@ def bars_1m(
                 info = store.write("raw_vendor", (("symbol", symbol), ("date", day)), index)
                 context.log_event(dg.AssetMaterialization(
                     asset_key="raw_vendor", partition=key,
-                    metadata={"rows": info.rows, "sha256": info.sha256, "fetched_by": "bars_1m (read-through)"},
+                    metadata={"rows": info.rows, "sha256": info.sha256, "fetched_by": "bars_1m (read-through)",
+                              FEED_DIGESTS_METADATA: dg.MetadataValue.json(feed_digests(index))},
                 ))
             tick_bars = minute_bars(day_ticks) if day_ticks is not None else empty_bars()
             from_vendor = vendor_minute_bars(store, index)

@@ -178,6 +178,9 @@ def capture_vendor_day(
 #: (vendor, pull id, location, content): content is the SHA-256 of the pull as received, or for a pull
 #: too large to store, its size (the only thing that decides how raw_vendor records it).
 PullSignature = tuple[str, str, str, str]
+#: Metadata of each raw_vendor partition's materialization: ``feed_digests`` of what it captured, so the
+#: landing sensor can tell which feeds a capture changed (and so which datasets it made out of date).
+FEED_DIGESTS_METADATA = "lake/feed_digests"
 
 
 def _content(sha256: str | None, size: int) -> str:
@@ -222,16 +225,28 @@ def stored_vendor_index(store: Lake, symbol: str, day: str) -> pl.DataFrame | No
     return None
 
 
-def feeds_to_capture(store: Lake, connectors: Iterable[LandingDirVendor], symbol: str, day: str) -> list[str] | None:
-    """Feeds whose landing pulls differ (by content) from what ``raw_vendor`` holds for the symbol-day.
+def pulls_digest(pulls: Iterable[PullSignature]) -> str:
+    """A short digest of one feed's pulls (as ``landing_signatures``/``index_signatures`` give them)."""
+    return hashlib.sha256("\n".join("\t".join(p) for p in sorted(pulls)).encode()).hexdigest()[:16]
 
-    ``[]``: everything in the landing is captured exactly as it is now; None: never captured.
+
+def feed_digests(index: pl.DataFrame) -> dict[str, str]:
+    """Per feed, ``pulls_digest`` of the pulls a ``raw_vendor`` index records."""
+    return {feed: pulls_digest(pulls) for feed, pulls in sorted(index_signatures(index).items())}
+
+
+def feeds_to_capture(store: Lake, connectors: Iterable[LandingDirVendor], symbol: str,
+                     day: str) -> tuple[list[str] | None, dict[str, str]]:
+    """Feeds whose landing pulls differ (by content) from what ``raw_vendor`` holds for the symbol-day,
+    and ``feed_digests`` of what it holds.
+
+    ``([], …)``: everything in the landing is captured exactly as it is now; ``(None, {})``: never captured.
     """
     index = stored_vendor_index(store, symbol, day)
     if index is None:
-        return None
+        return None, {}
     landing, stored = landing_signatures(connectors, symbol, day), index_signatures(index)
-    return sorted(feed for feed in FEEDS if landing[feed] != stored.get(feed, frozenset()))
+    return sorted(feed for feed in FEEDS if landing[feed] != stored.get(feed, frozenset())), feed_digests(index)
 
 
 def capture_and_store(context, store: Lake, connectors: list[LandingDirVendor], key: str, progress: str = "") -> pl.DataFrame:
@@ -292,6 +307,8 @@ def raw_vendor(context: dg.AssetExecutionContext, lake: LakeResource) -> Partiti
         connectors = vendor_connectors(lake.settings(), context.log)
         for i, key in enumerate(keys, 1):
             index = capture_and_store(context, store, connectors, key, f"[{i}/{len(keys)}] ")
+            context.add_asset_metadata({FEED_DIGESTS_METADATA: dg.MetadataValue.json(feed_digests(index))},
+                                       partition_key=key)
             totals["pulls"] += index.height
             totals["quarantined_pulls"] += index.filter(pl.col("status").is_in(["quarantined", "too_large"])).height
             totals["quarantined_records"] += int(index["quarantined_records"].sum() or 0)

@@ -17,7 +17,8 @@ URL or path and the last error. No credential ever appears in an error message o
 
 With ``cache_dir`` every file is fetched once: present files always, empty and missing hours once they
 have settled (the hour ended more than ``settle_after`` ago, so a mirror still catching up is asked
-again). Cache files are written atomically (temp file + rename), under a sub-directory per base so two
+again). Cache files are written with ``lake_resources.storage.write_atomic`` (hidden temp file, fsync,
+rename; the lake's sweep removes a killed write's stale temp file), under a sub-directory per base so two
 sources never share entries. Delete the cache directory to forget a cached "missing".
 """
 
@@ -25,10 +26,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import random
 import time
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from lake_resources.bi5 import day_hours, hour_path
+from lake_resources.storage import write_atomic
 from lake_resources.validation import parse_date, validate_symbol
 
 DEFAULT_BASE = "https://datafeed.dukascopy.com/datafeed"
@@ -298,13 +298,9 @@ class _DownloadCache:
         path = self.root / rel
         if status == "missing":
             path = path.with_name(path.name + _MISSING_MARKER)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(payload)
-            os.replace(tmp, path)  # atomic: readers see the old state or the whole file
+            write_atomic(path, payload)  # a 0-byte file means "empty hour": never expose half a file
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise SourceError(f"download cache {path}: cannot write: {exc}") from None
 
 

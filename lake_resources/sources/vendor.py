@@ -50,9 +50,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +63,7 @@ import zstandard
 
 from lake_resources.instruments import catalogue
 from lake_resources.sources.dukascopy import SourceError
+from lake_resources.storage import write_atomic
 from lake_resources.validation import (
     LakeValidationError,
     parse_date,
@@ -726,16 +725,8 @@ def write_pull(
     path = f"{root}/{pull_path(vendor, feed, symbol, day, pull_id, compressed=compressed)}"
     data = compress_pull(payload) if compressed else payload
     if isinstance(fs, LocalFileSystem):
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # hidden: readers skip it
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        return str(target)
+        write_atomic(path, data)  # staged under a hidden name: the landing sensor skips it
+        return str(Path(path))
     fs.pipe_file(path, data)  # an object-store PUT is atomic
     return _location(fs, path)
 
