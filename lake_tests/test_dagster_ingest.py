@@ -343,3 +343,15 @@ def test_a_bars_read_through_recapture_does_not_make_the_other_feeds_look_stale(
         assert read_through.success
         assert "raw_vendor" in materialized(read_through)  # logged by bars_1m's read-through capture
         assert tick(lake, instance, None).run_requests == []
+
+
+def test_dukascopy_assets_of_a_vendor_symbol_need_no_datafeed(tmp_path):
+    """raw_dukascopy and ticks of a vendor-only symbol (AAPL) store empty partitions without opening the
+    Dukascopy source, so a lake of vendor symbols runs with no datafeed at all (here: a missing directory)."""
+    lake = LakeResource(home=str(tmp_path / "lake"))
+    result = materialize(lake, ["raw_dukascopy", "ticks"])
+    assert result.success
+    assert materialized(result) == ["raw_dukascopy", "ticks"]
+    store = Lake(lake.settings())
+    assert store.read_partition("raw_dukascopy", PART).height == 0
+    assert store.read_partition("ticks", PART).height == 0

@@ -12,6 +12,7 @@ from lake_resources.calendar import expected_hours
 from lake_resources.instruments import instrument
 from lake_resources.resources import ALLOW_MISSING_KEY, DukascopyResource, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.ingest import RAW_HOURS_SCHEMA
+from lake_resources.sources.dukascopy import DukascopySource
 
 
 @daily_dataset_asset("raw_dukascopy", "ingest", extra_kinds={"dukascopy"})
@@ -22,7 +23,7 @@ def raw_dukascopy(context: dg.AssetExecutionContext, dukascopy: DukascopyResourc
     counts: dict[str, int] = {}
 
     def produce():
-        with dukascopy.source() as source:
+        with SourceOnDemand(dukascopy) as source:
             for i, key in enumerate(keys, 1):
                 frame = fetch_raw_day(context, source, store, key, f"[{i}/{len(keys)}] ")
                 for status, n in frame["status"].value_counts().iter_rows():
@@ -32,22 +33,44 @@ def raw_dukascopy(context: dg.AssetExecutionContext, dukascopy: DukascopyResourc
     return PartitionStream(produce(), summary=lambda: dict(counts))
 
 
-def fetch_raw_day(context, source, store, key: str, progress: str = "") -> pl.DataFrame:
+class SourceOnDemand:
+    """The Dukascopy source, opened at the first symbol-day that needs it (a range of vendor symbols never
+    does, so it runs without any datafeed configured) and closed once, however the run ends."""
+
+    def __init__(self, resource: DukascopyResource):
+        self._resource = resource
+        self._source: DukascopySource | None = None
+
+    def __call__(self) -> DukascopySource:
+        if self._source is None:
+            self._source = self._resource.source()
+        return self._source
+
+    def __enter__(self) -> "SourceOnDemand":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._source is not None:
+            self._source.close()
+
+
+def fetch_raw_day(context, source: SourceOnDemand, store, key: str, progress: str = "") -> pl.DataFrame:
     """Fetch one symbol-day from the source into the raw zone, with progress in the run's log."""
     day, symbol = split_key(key)
     if instrument(symbol).source != "dukascopy":
         context.log.info(f"{progress}{symbol} has no Dukascopy feed (vendor symbol): nothing to fetch for {day}")
         return pl.DataFrame(schema=RAW_HOURS_SCHEMA)
-    frame = ingest.fetch_raw_day(store, source, symbol, date.fromisoformat(day))
+    feed = source()
+    frame = ingest.fetch_raw_day(store, feed, symbol, date.fromisoformat(day))
     expected = set(expected_hours(symbol, date.fromisoformat(day)))
     missing_open = expected & set(frame.filter(pl.col("status") == "missing")["hour"].to_list())
     if expected and missing_open == expected:
         # A wrong mirror URL answers 404 for everything, which looks exactly like "no data".
-        context.log.warning(f"{symbol} {day}: every trading hour is missing at {source.base}: is the source right?")
+        context.log.warning(f"{symbol} {day}: every trading hour is missing at {feed.base}: is the source right?")
     context.log.info(
         f"{progress}{symbol} {day}: "
         + ", ".join(f"{n} {s}" for s, n in sorted(frame["status"].value_counts().iter_rows()))
-        + f" from {source.base}"
+        + f" from {feed.base}"
     )
     return frame
 
@@ -66,28 +89,25 @@ def ticks(
     totals = {"quarantined_ticks": 0, "quarantined_hours": 0}
 
     def produce():
-        source = None
-        for i, key in enumerate(raw_dukascopy.keys, 1):
-            day, symbol = split_key(key)
-            hours = raw_dukascopy.get(key)
-            if hours is None:
-                source = source or dukascopy.source()
-                hours = fetch_raw_day(context, source, store, key, "read-through: ")
-                info = store.write("raw_dukascopy", ingest.day_partition(symbol, day), hours)
-                context.log_event(dg.AssetMaterialization(
-                    asset_key="raw_dukascopy", partition=key,
-                    metadata={"rows": info.rows, "sha256": info.sha256, "fetched_by": "ticks (read-through)"},
-                ))
-            good, quarantine = ingest.ticks_from_raw(store, symbol, date.fromisoformat(day), hours)
-            hour_problems = quarantine.filter(pl.col("source") != "decoded ticks").height
-            totals["quarantined_hours"] += hour_problems
-            totals["quarantined_ticks"] += quarantine.height - hour_problems
-            if quarantine.height:
-                context.log.warning(f"{symbol} {day}: quarantined {quarantine.height} record(s): "
-                                    + "; ".join(quarantine["reason"].unique().to_list()[:5]))
-            context.log.info(f"[{i}/{len(raw_dukascopy)}] {symbol} {day}: {good.height} ticks")
-            yield key, good
-        if source is not None:
-            source.close()
+        with SourceOnDemand(dukascopy) as source:
+            for i, key in enumerate(raw_dukascopy.keys, 1):
+                day, symbol = split_key(key)
+                hours = raw_dukascopy.get(key)
+                if hours is None:
+                    hours = fetch_raw_day(context, source, store, key, "read-through: ")
+                    info = store.write("raw_dukascopy", ingest.day_partition(symbol, day), hours)
+                    context.log_event(dg.AssetMaterialization(
+                        asset_key="raw_dukascopy", partition=key,
+                        metadata={"rows": info.rows, "sha256": info.sha256, "fetched_by": "ticks (read-through)"},
+                    ))
+                good, quarantine = ingest.ticks_from_raw(store, symbol, date.fromisoformat(day), hours)
+                hour_problems = quarantine.filter(pl.col("source") != "decoded ticks").height
+                totals["quarantined_hours"] += hour_problems
+                totals["quarantined_ticks"] += quarantine.height - hour_problems
+                if quarantine.height:
+                    context.log.warning(f"{symbol} {day}: quarantined {quarantine.height} record(s): "
+                                        + "; ".join(quarantine["reason"].unique().to_list()[:5]))
+                context.log.info(f"[{i}/{len(raw_dukascopy)}] {symbol} {day}: {good.height} ticks")
+                yield key, good
 
     return PartitionStream(produce(), summary=lambda: dict(totals))
