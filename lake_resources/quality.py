@@ -287,6 +287,8 @@ def check_row_count_anomaly(
     current_rows: int,
     trailing_counts: Sequence[int],
     *,
+    current_hours: float | None = None,
+    trailing_hours: Sequence[float] | None = None,
     k: float = 5.0,
     min_fraction: float = 0.1,
     min_band_fraction: float = 0.05,
@@ -297,7 +299,9 @@ def check_row_count_anomaly(
     Fails when ``current_rows`` is below ``min_fraction`` x the trailing median, or outside
     median +/- max(k x 1.4826 x MAD, min_band_fraction x median) (MAD scaled to a normal sigma; the
     floor keeps a perfectly steady history from flagging a one-row difference). With fewer than
-    ``min_history`` trailing counts it passes, saying so.
+    ``min_history`` trailing counts it passes, saying so. Given each day's trading hours
+    (``current_hours``, ``trailing_hours``: from the calendar), rows per trading hour are compared
+    instead, so a short session (a Friday close, a Sunday open, a holiday) is not an anomaly.
     """
     history = [int(c) for c in trailing_counts]
     meta: dict[str, Any] = {"current_rows": int(current_rows), "trailing_counts": history}
@@ -308,29 +312,40 @@ def check_row_count_anomaly(
             f"{current_rows:,} rows; only {len(history)} trailing count(s), need {min_history} to judge",
             meta,
         )
-    median = statistics.median(history)
-    mad = statistics.median(abs(c - median) for c in history)
+    if current_hours is not None and trailing_hours is not None:
+        if len(trailing_hours) != len(history) or current_hours <= 0 or min(trailing_hours) <= 0:
+            raise ValueError(f"trading hours {current_hours}, {list(trailing_hours)} do not fit {len(history)} "
+                             "trailing counts (one positive number per day expected)")
+        values = [c / h for c, h in zip(history, trailing_hours)]
+        current: float = current_rows / current_hours
+        unit = " per trading hour"
+        what = f"{current_rows:,} rows in {current_hours:g} trading hours ({current:,.0f} per hour)"
+        meta.update(current_hours=current_hours, trailing_hours=list(trailing_hours))
+    else:
+        values, current, unit, what = [float(c) for c in history], float(current_rows), "", f"{current_rows:,} rows"
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values)
     half_width = max(k * 1.4826 * mad, min_band_fraction * median)
     low, high = median - half_width, median + half_width
     meta.update(median=median, mad=mad, band=[low, high], floor=min_fraction * median)
-    if current_rows < min_fraction * median:
+    if current < min_fraction * median:
         return CheckOutcome(
             False,
             "WARN",
-            f"{current_rows:,} rows is under {min_fraction:.0%} of the trailing median {median:,.0f}",
+            f"{what} is under {min_fraction:.0%} of the trailing median {median:,.0f}{unit}",
             meta,
         )
-    if not low <= current_rows <= high:
+    if not low <= current <= high:
         return CheckOutcome(
             False,
             "WARN",
-            f"{current_rows:,} rows is outside the expected band {low:,.0f}..{high:,.0f} "
+            f"{what} is outside the expected band {low:,.0f}..{high:,.0f}{unit} "
             f"(trailing median {median:,.0f}, MAD {mad:,.0f}, k={k})",
             meta,
         )
     return CheckOutcome(
         True,
         "WARN",
-        f"{current_rows:,} rows is within {low:,.0f}..{high:,.0f} (trailing median {median:,.0f})",
+        f"{what} is within {low:,.0f}..{high:,.0f}{unit} (trailing median {median:,.0f})",
         meta,
     )

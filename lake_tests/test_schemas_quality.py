@@ -385,6 +385,24 @@ def test_row_count_anomaly():
     json.dumps(low.metadata)
 
 
+def test_row_count_per_trading_hour_accepts_a_short_session():
+    """A Friday that closes at 22:00 UTC has 22 trading hours: 22/24 of a full day's minute bars is in line
+    per trading hour, while the same count judged as a whole day is flagged; a real shortfall still is."""
+    full_days, hours = [1440, 1440, 1440, 1440], [24.0, 24.0, 24.0, 24.0]
+    assert not check_row_count_anomaly(1320, full_days).passed
+    friday = check_row_count_anomaly(1320, full_days, current_hours=22.0, trailing_hours=hours)
+    assert friday.passed and "1,320 rows in 22 trading hours (60 per hour)" in friday.description
+    assert friday.metadata["current_hours"] == 22.0 and friday.metadata["trailing_counts"] == full_days
+    half = check_row_count_anomaly(660, full_days, current_hours=22.0, trailing_hours=hours)
+    assert not half.passed and "outside the expected band 57..63 per trading hour" in half.description
+    # a short Sunday session in the history does not drag the median down either
+    assert check_row_count_anomaly(1440, [1440, 120, 1440, 1440], current_hours=24.0,
+                                   trailing_hours=[24.0, 2.0, 24.0, 24.0]).passed
+    with pytest.raises(ValueError, match="trading hours"):
+        check_row_count_anomaly(1440, full_days, current_hours=24.0, trailing_hours=[24.0, 24.0])
+    json.dumps(friday.metadata)
+
+
 # --- calendar ---------------------------------------------------------------------------------------
 
 

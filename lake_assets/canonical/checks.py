@@ -42,7 +42,7 @@ from lake_assets.canonical.assets import bars_1d, bars_1h, bars_1m, bars_5m
 from lake_assets.ingest.assets import raw_dukascopy, ticks
 from lake_assets.ingest.vendor import RAW_VENDOR_STATUSES, headlines, option_greeks, raw_vendor
 from lake_resources import quality
-from lake_resources.calendar import Market, expected_hours, market_of
+from lake_resources.calendar import Market, expected_hours, market_of, trading_sessions
 from lake_resources.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
 from lake_resources.instruments import UnknownSymbolError, instrument
 from lake_resources.resources import LakeResource, frame_preview_md, partition_from_key
@@ -199,6 +199,11 @@ def _trades(symbol: str, day: date) -> bool:
     return _market(symbol) is Market.UNKNOWN or bool(expected_hours(symbol, day))
 
 
+def _trading_hours(symbol: str, day: date) -> float:
+    """How long the symbol trades on ``day``, in hours (the calendar's sessions; 0 when closed)."""
+    return sum((end - start).total_seconds() for start, end in trading_sessions(symbol, day)) / 3600
+
+
 class TrailingRowCounts:
     """Row counts of a symbol's trailing partitions, read from the manifests (no data is read)."""
 
@@ -305,7 +310,12 @@ def _evaluate(kind: str, data: PartitionData, spec: DatasetSpec, store: Lake, op
             return Evaluated(True, "WARN", f"{symbol} does not trade on {day} (weekend or closure): "
                              f"{frame.height:,} rows not judged", {"current_rows": frame.height})
         history = trailing.trailing(symbol, day)
-        outcome = quality.check_row_count_anomaly(frame.height, [n for _, n in history])
+        hours = [_trading_hours(symbol, date.fromisoformat(d)) for d, _ in history]
+        if _market(symbol) is Market.UNKNOWN:  # no calendar: whole days are all there is to compare
+            outcome = quality.check_row_count_anomaly(frame.height, [n for _, n in history])
+        else:
+            outcome = quality.check_row_count_anomaly(frame.height, [n for _, n in history],
+                                                      current_hours=_trading_hours(symbol, day), trailing_hours=hours)
         evaluated = _from_outcome(outcome)
         evaluated.metadata["trailing_days"] = [d for d, _ in history]
         return evaluated
