@@ -288,12 +288,10 @@ def up_to_date(instance, asset_graph, keys: Sequence, partition_keys: Sequence[s
 def plan_runs(step: Step, lanes: dict[str, list[str]], todo: set) -> list[PlannedRun]:
     """Range runs for single-run backfill policies (one per symbol and contiguous dates), else one
     run per partition."""
-    from dagster._core.definitions.backfill_policy import BackfillPolicyType
-
     if step.partitions_def is None:
         return [PlannedRun(label="", partition_keys=[None])] if None in todo else []
     single_run = all(
-        p is not None and p.policy_type == BackfillPolicyType.SINGLE_RUN for p in (step.policies.get(k) for k in step.keys)
+        p is not None and p.max_partitions_per_run is None for p in (step.policies.get(k) for k in step.keys)
     )
     runs = []
     for label, ordered in lanes.items():
@@ -645,7 +643,6 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
     import dagster as dg
     from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
     from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-    from dagster._core.storage.dagster_run import RunsFilter
     from dagster._core.utils import make_new_backfill_id
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -717,7 +714,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
                 for _ in queue_daemon.run_iteration(workspace):
                     pass
             current = instance.get_backfill(backfill_id)
-            runs = instance.get_runs(filters=RunsFilter.for_backfill(backfill_id))
+            runs = instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))
             by_status: dict[str, int] = {}
             for run in runs:
                 by_status[run.status.value.lower()] = by_status.get(run.status.value.lower(), 0) + 1
