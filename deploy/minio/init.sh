@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/bin/sh
 # One-shot set-up of the lake bucket on MinIO (the `minio-init` service of docker-compose.yml).
 # Idempotent: safe to run on every `docker compose up`.
 #   - creates the bucket (with object lock when LAKE_S3_OBJECT_LOCK=on: only possible at creation)
@@ -6,7 +6,8 @@
 #   - creates two policies limited to this bucket and two users: read-only (laptops, BI tools)
 #     and read-write (the code location, which runs the pipelines)
 # The policy files name the default bucket `quant-lake`; they are rendered for LAKE_S3_BUCKET here.
-set -euo pipefail
+# POSIX sh: the mc image is not guaranteed to ship bash.
+set -eu
 
 : "${MINIO_ROOT_USER:?}" "${MINIO_ROOT_PASSWORD:?}" "${LAKE_S3_BUCKET:?}"
 : "${LAKE_RO_ACCESS_KEY:?}" "${LAKE_RO_SECRET_KEY:?}" "${LAKE_RW_ACCESS_KEY:?}" "${LAKE_RW_SECRET_KEY:?}"
@@ -23,10 +24,11 @@ if [ "${LAKE_S3_VERSIONING:-off}" = "on" ]; then
   mc version enable "lake/$LAKE_S3_BUCKET"
 fi
 
+rendered="$(mktemp -d)"
 for access in readonly readwrite; do
-  policy="$(cat "$here/lake-$access.json")"
-  printf '%s' "${policy//quant-lake/$LAKE_S3_BUCKET}" > "/tmp/lake-$access.json"
-  mc admin policy create lake "lake-$access" "/tmp/lake-$access.json"
+  # bucket names are [a-z0-9.-] (checked by the lake's settings): safe in a sed replacement
+  sed "s/quant-lake/$LAKE_S3_BUCKET/g" "$here/lake-$access.json" > "$rendered/lake-$access.json"
+  mc admin policy create lake "lake-$access" "$rendered/lake-$access.json"
 done
 
 mc admin user add lake "$LAKE_RO_ACCESS_KEY" "$LAKE_RO_SECRET_KEY"
