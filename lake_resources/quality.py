@@ -301,7 +301,9 @@ def check_row_count_anomaly(
     floor keeps a perfectly steady history from flagging a one-row difference). With fewer than
     ``min_history`` trailing counts it passes, saying so. Given each day's trading hours
     (``current_hours``, ``trailing_hours``: from the calendar), rows per trading hour are compared
-    instead, so a short session (a Friday close, a Sunday open, a holiday) is not an anomaly.
+    instead, so a short session (a Friday close, a Sunday open, a holiday) is not an anomaly. Activity is
+    not uniform over the day (a short session drops quiet or busy hours), so the band's floor widens by
+    how much shorter or longer today's session is than the trailing median session.
     """
     history = [int(c) for c in trailing_counts]
     meta: dict[str, Any] = {"current_rows": int(current_rows), "trailing_counts": history}
@@ -318,6 +320,7 @@ def check_row_count_anomaly(
                              "trailing counts (one positive number per day expected)")
         values = [c / h for c, h in zip(history, trailing_hours)]
         current: float = current_rows / current_hours
+        min_band_fraction = max(min_band_fraction, abs(1 - current_hours / statistics.median(trailing_hours)))
         unit = " per trading hour"
         what = f"{current_rows:,} rows in {current_hours:g} trading hours ({current:,.0f} per hour)"
         meta.update(current_hours=current_hours, trailing_hours=list(trailing_hours))

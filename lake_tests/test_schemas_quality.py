@@ -394,7 +394,11 @@ def test_row_count_per_trading_hour_accepts_a_short_session():
     assert friday.passed and "1,320 rows in 22 trading hours (60 per hour)" in friday.description
     assert friday.metadata["current_hours"] == 22.0 and friday.metadata["trailing_counts"] == full_days
     half = check_row_count_anomaly(660, full_days, current_hours=22.0, trailing_hours=hours)
-    assert not half.passed and "outside the expected band 57..63 per trading hour" in half.description
+    assert not half.passed and "outside the expected band 55..65 per trading hour" in half.description
+    # the floor widens with the session's length: +8 % per hour on a 22-hour Friday (quiet hours dropped)
+    # is in line, the same +8 % on a full day is not
+    assert check_row_count_anomaly(1426, full_days, current_hours=22.0, trailing_hours=hours).passed
+    assert not check_row_count_anomaly(1555, full_days, current_hours=24.0, trailing_hours=hours).passed
     # a short Sunday session in the history does not drag the median down either
     assert check_row_count_anomaly(1440, [1440, 120, 1440, 1440], current_hours=24.0,
                                    trailing_hours=[24.0, 2.0, 24.0, 24.0]).passed
