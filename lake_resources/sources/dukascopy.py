@@ -28,7 +28,7 @@ import copy
 import hashlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -109,9 +109,23 @@ class _Redactor:
         return text
 
 
-def _backoff_delay(backoff: float, attempt: int, rng) -> float:
-    """Exponential backoff with jitter, so concurrent workers do not retry in lock-step."""
-    return min(_MAX_BACKOFF_S, backoff * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
+class _Retryable(Exception):
+    """One attempt failed in a way the next may not (a timeout, a 5xx, throttling); the message says how."""
+
+
+def _with_retries(url: str, attempt: Callable[[], bytes | None], *, retries: int, backoff: float, rng,
+                  redact: Callable[[str], str]) -> bytes | None:
+    """``attempt()`` until it returns, up to ``retries`` more times after a ``_Retryable`` failure, with
+    exponential backoff and jitter (so concurrent workers do not retry in lock-step)."""
+    last_error = ""
+    for n in range(retries + 1):
+        if n:
+            time.sleep(min(_MAX_BACKOFF_S, backoff * 2 ** (n - 1)) * rng.uniform(0.5, 1.0))
+        try:
+            return attempt()
+        except _Retryable as exc:
+            last_error = str(exc)
+    raise SourceError(redact(f"{url}: giving up after {retries + 1} attempts; last error: {last_error}"))
 
 
 class _HttpBackend:
@@ -152,16 +166,10 @@ class _HttpBackend:
     def locate(self, rel: str) -> str:
         return f"{self._base}/{rel}"
 
-    def _delay(self, attempt: int) -> float:
-        return _backoff_delay(self._backoff, attempt, self._random)
-
     def read(self, rel: str) -> bytes | None:
         url = self.locate(rel)
-        attempts = self._retries + 1
-        last_error = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self._delay(attempt))
+
+        def attempt() -> bytes | None:
             try:
                 response = self._session.get(url, timeout=self._timeout)
             except (
@@ -170,8 +178,7 @@ class _HttpBackend:
                 requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError,
             ) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                continue
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from None
             except requests.RequestException as exc:  # invalid URL and the like: retrying cannot help
                 raise SourceError(self.redact(f"{url}: request failed: {type(exc).__name__}: {exc}")) from None
             status = response.status_code
@@ -180,10 +187,11 @@ class _HttpBackend:
             if status == 404:
                 return None
             if status >= 500 or status == 429:
-                last_error = f"HTTP {status} {response.reason or ''}".rstrip()
-                continue
+                raise _Retryable(f"HTTP {status} {response.reason or ''}".rstrip())
             raise SourceError(self.redact(f"{url}: HTTP {status} {response.reason or ''}".rstrip() + " (not retried)"))
-        raise SourceError(self.redact(f"{url}: giving up after {attempts} attempts; last error: {last_error}"))
+
+        return _with_retries(url, attempt, retries=self._retries, backoff=self._backoff, rng=self._random,
+                             redact=self.redact)
 
     def close(self) -> None:
         self._session.close()
@@ -243,21 +251,21 @@ class _S3Backend:
 
     def read(self, rel: str) -> bytes | None:
         url = self.locate(rel)
-        attempts = self._retries + 1
-        last_error = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(_backoff_delay(self._backoff, attempt, self._random))
+
+        def attempt() -> bytes | None:
             try:
                 return self._fs.cat_file(f"{self._bucket_prefix}/{rel}")
             except FileNotFoundError:
-                self._check_bucket()
-                return None
+                pass
             except PermissionError as exc:  # access denied: retrying cannot help
                 raise SourceError(self.redact(f"{url}: access denied: {exc}")) from None
             except Exception as exc:  # connection errors, throttling, 5xx surfaced by botocore/aiohttp
-                last_error = f"{type(exc).__name__}: {exc}"
-        raise SourceError(self.redact(f"{url}: giving up after {attempts} attempts; last error: {last_error}"))
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+            self._check_bucket()  # outside the handlers: a wrong bucket is an error, never retried
+            return None
+
+        return _with_retries(url, attempt, retries=self._retries, backoff=self._backoff, rng=self._random,
+                             redact=self.redact)
 
     def _check_bucket(self) -> None:
         # A missing object is a missing hour, but a wrong bucket name must not look like "no data".
