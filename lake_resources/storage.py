@@ -820,7 +820,9 @@ class ParquetTier:
 
     def scan(self, uris: Sequence[str]) -> pl.LazyFrame:
         if self.is_local or self.storage_options is not None:
-            return pl.scan_parquet(list(uris), storage_options=self.storage_options, hive_partitioning=False)
+            # glob=False: lake paths are literal (a LAKE_HOME like /x/g*b/lake must not read /x/glob/lake).
+            return pl.scan_parquet(list(uris), storage_options=self.storage_options, hive_partitioning=False,
+                                   glob=False)
         # polars' object store cannot take a private CA bundle; s3fs can, so read through it.
         import pyarrow.dataset as ds
 
@@ -890,6 +892,24 @@ class WarmTier:
             yield con
         finally:
             con.close()
+
+    def attach_read_only(self, con: duckdb.DuckDBPyConnection, alias: str) -> None:
+        """ATTACH the file read-only to ``con`` (an instance of its own: settings changed on ``con``, such
+        as ``lake sql``'s lock-down, reach no other connection), retried like ``connect``."""
+        if not self.path.exists():
+            raise PartitionNotFound(f"{self.label} does not exist yet")
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.02
+        quoted = str(self.path).replace("'", "''")
+        while True:
+            try:
+                con.execute(f"ATTACH '{quoted}' AS \"{alias}\" (READ_ONLY)")
+                return
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise LakeStorageError(f"{self.label}: cannot open: {exc}") from exc
+                time.sleep(delay + random.random() * delay)
+                delay = min(delay * 2, 1.0)
 
     def _with_write_retry(self, fn):
         self._invalidate()  # this process's own write must never be served from a stale catalogue
