@@ -86,7 +86,10 @@ def lock_down(con: duckdb.DuckDBPyConnection, readable_roots: list[str]) -> None
 
     Call after everything that needs the network, extensions or other files (httpfs, the secret, views).
     """
-    dirs = ", ".join("'" + _directory(r).replace("'", "''") + "'" for r in readable_roots)
+    # DuckDB checks both the pattern given and every file it expands to: a root with glob characters is
+    # allowed in its escaped form too (what ``sql_path`` hands over), and still matches only itself.
+    roots = {_directory(form) for r in readable_roots for form in (r, literal_path(r))}
+    dirs = ", ".join("'" + r.replace("'", "''") + "'" for r in sorted(roots))
     for statement in (
         f"SET allowed_directories = [{dirs}]",  # before enable_external_access = false (DuckDB's order)
         "SET autoinstall_known_extensions = false",
