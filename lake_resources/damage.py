@@ -188,13 +188,17 @@ def verify_lake(lake: Lake, *, datasets: Iterable[str] | None = None, symbols: I
     names = sorted(DATASETS) if datasets is None else [dataset_spec(d).name for d in datasets]
     wanted = set(symbols) if symbols is not None else None
     checked, damaged = 0, []
+    warm_error: str | None = None
     for name in names:
         spec = dataset_spec(name)
         try:
             inv = inventory(lake, spec)
-        except Exception as exc:  # noqa: BLE001 - a catalogue that cannot be listed is a finding, not a crash
-            damaged.append(Damage(name, (), "catalogue", "", f"cannot list: {str(exc).splitlines()[0][:200]}"))
-            continue
+        except Exception as exc:  # noqa: BLE001 - an unreadable warm catalogue is a finding, not a crash
+            if warm_error is None:
+                warm_error = str(exc).splitlines()[0][:200]
+                damaged.append(Damage("(warm catalogue)", (), Tier.WARM.value, str(lake.warm.path),
+                                      f"the warm file's partition list cannot be read: {warm_error}"))
+            inv = inventory(lake, spec, tiers=(Tier.HOT, Tier.COLD))
         selected = {p: c for p, c in inv.items() if _selected(p, wanted, start, end)}
         warm_parts = sorted(p for p, copies in selected.items() if any(c.tier is Tier.WARM for c in copies))
         if warm_parts:
@@ -233,3 +237,22 @@ def format_verify(report: VerifyReport) -> str:
     lines.append(f"verified {report.checked:,} partition copies: {len(report.damaged)} damaged"
                  + (" (re-materialize them to repair)" if report.damaged else ", all match their manifests"))
     return "\n".join(lines)
+
+
+def cli_verify(lake: Lake, args) -> int:
+    """``lake storage --verify [--dataset D] [--symbols A,B] [--start DATE] [--end DATE] [--json]``:
+    exit status 1 when any copy is damaged, each named on its own line."""
+    from lake_resources.validation import parse_date, validate_symbol
+
+    symbols = [validate_symbol(s) for s in args.symbols.split(",") if s.strip()] if getattr(args, "symbols", None) else None
+    start = parse_date(args.start) if getattr(args, "start", None) else None
+    end = parse_date(args.end) if getattr(args, "end", None) else None
+    report = verify_lake(lake, datasets=[args.dataset] if getattr(args, "dataset", None) else None,
+                         symbols=symbols, start=start, end=end)
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps(report.as_dict(), indent=1, default=str))
+    else:
+        print(format_verify(report))
+    return 1 if report.damaged else 0
