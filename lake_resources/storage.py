@@ -833,6 +833,15 @@ class ParquetTier:
 # --------------------------------------------------------------------------------------------
 # Warm tier (DuckDB)
 # --------------------------------------------------------------------------------------------
+def _is_corruption(exc: BaseException | None) -> bool:
+    """DuckDB found a block whose checksum does not match (anywhere in the exception's chain)."""
+    while exc is not None:
+        if "corrupt database file" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc).lower()
     return ("lock" in text and ("could not set" in text or "conflicting" in text)) or "conflict" in text
@@ -994,10 +1003,50 @@ class WarmTier:
                 con.unregister("_incoming")
 
         try:
-            self._with_write_retry(txn)
+            try:
+                self._with_write_retry(txn)
+            except (duckdb.Error, LakeStorageError) as exc:
+                if not _is_corruption(exc):
+                    raise
+                # The delete must read the old rows' blocks: a corrupted one makes re-materializing fail.
+                # Rebuild the table without this partition, then write it (the repair).
+                self.rebuild_without(spec, partition)
+                self._with_write_retry(txn)
         except duckdb.Error as exc:
             raise LakeStorageError(f"{self.label}: writing {spec.name} {partition_label(partition)} failed: {exc}") from exc
         return info
+
+    def rebuild_without(self, spec: DatasetSpec, partition: Partition) -> None:
+        """Copy every other partition of ``spec``'s table into a new table, which then replaces it: the
+        rows of ``partition`` (and the corrupted blocks only they use) are left behind. If another
+        partition's rows cannot be read either, nothing is changed and the error names them."""
+        others = [p for p in self.list(spec) if p != partition]  # the catalogue before connecting
+        table, staged = spec.name, f"{spec.name}__rebuild"
+        order = f'"{spec.time_column}", rowid' if spec.time_column else "rowid"
+
+        def run(con):
+            con.execute(f'DROP TABLE IF EXISTS "{staged}"')
+            con.execute(f'CREATE TABLE "{staged}" AS SELECT * FROM "{table}" LIMIT 0')
+            unreadable = []
+            for p in others:  # one statement each: a partition's rows either copy whole or not at all
+                where, params = self._where(spec, p)
+                try:
+                    con.execute(f'INSERT INTO "{staged}" SELECT * FROM "{table}" WHERE {where} ORDER BY {order}', params)
+                except duckdb.Error:
+                    unreadable.append(partition_label(p))
+            if unreadable:
+                con.execute(f'DROP TABLE "{staged}"')
+                raise LakeStorageError(
+                    f"{self.label}: {spec.name} has corrupted blocks that other partitions use too "
+                    f"({'; '.join(unreadable[:5])}{' …' if len(unreadable) > 5 else ''}): nothing was changed; "
+                    "restore warm.duckdb from a backup, or re-materialize those partitions after this one")
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f'DROP TABLE "{table}"')
+            con.execute(f'ALTER TABLE "{staged}" RENAME TO "{table}"')
+            con.execute("COMMIT")
+
+        _log.warning("%s: rebuilding table %s without %s (corrupted blocks)", self.label, table, partition_label(partition))
+        self._with_write_retry(run)
 
     def manifests(self, spec: DatasetSpec) -> dict[Partition, dict]:
         """The warm manifests of one dataset, from a catalogue of all datasets that is re-read only

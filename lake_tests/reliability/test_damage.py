@@ -159,6 +159,22 @@ def test_corrupted_warm_block_is_reported_and_reads_fail_naming_the_partition(tm
 
 
 @pytest.mark.data_loss
+def test_rewriting_a_partition_repairs_a_corrupted_warm_block(tmp_path, fixture_versions):
+    """A warm partition whose rows sit on a corrupted block (the time column's included, which the
+    replacing delete must read) is repaired by writing it again: ``--verify`` passes afterwards, both
+    partitions read back equal to what was written, and the other partition's rows were kept."""
+    frame = fixture_versions["new"]["frame"]
+    settings, lake, xau = _lake(tmp_path, frame, tier="warm")
+    _corrupt_a_eurusd_block(lake)
+    Lake(settings).write(TICKS, EUR, frame, tier="warm")
+    assert verify_lake(Lake(settings)).damaged == []
+    assert _lake_cli(settings, "storage", "--verify").returncode == 0
+    client = LakeClient(settings)
+    assert client.read("ticks", symbols="EURUSD").equals(frame)
+    assert client.read("ticks", symbols="XAUUSD").equals(xau)
+
+
+@pytest.mark.data_loss
 def test_rematerializing_a_damaged_partition_repairs_it(tmp_path, dagster_defs, datafeed_dir):
     """Ticks materialized through Dagster, then their hot file truncated: re-materializing ``ticks`` for
     that partition (the IO manager's write) repairs it: ``lake storage --verify`` passes and the
