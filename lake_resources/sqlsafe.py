@@ -61,8 +61,8 @@ def check_read_only(query: str) -> None:
         elif kind in _READ_KINDS:
             continue
         raise LakeValidationError(
-            f"lake sql is read-only: {kind.name} statements are refused (only SELECT, WITH, FROM, "
-            "SHOW, DESCRIBE, SUMMARIZE and EXPLAIN of a SELECT run)"
+            f"read-only: {kind.name} statements are refused (only SELECT, WITH, FROM, SHOW, DESCRIBE, "
+            "SUMMARIZE and EXPLAIN of a SELECT run over the lake)"
         )
 
 
