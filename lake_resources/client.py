@@ -9,6 +9,7 @@ projections are pushed into the Parquet scans and bound as parameters in DuckDB 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -184,21 +185,24 @@ class LakeClient:
 
     # SQL ---------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def duckdb(self, datasets: Iterable[str] | None = None, *,
-               exclude: Iterable[Damage] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+    def duckdb(self, datasets: Iterable[str] | None = None, *, exclude: Iterable[Damage] = (),
+               tripwires: Iterable[Damage] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
         """The read-only session ``lake sql`` runs on: one temporary view per dataset spanning all tiers.
 
         An in-memory DuckDB with the warm file attached read-only as ``warm`` (the default catalogue),
         then confined to the lake and locked (``sqlsafe.lock_down``): no file outside the hot and cold
         tiers can be read, no setting changed, no extension loaded. Its own instance, so the lock never
         reaches another connection of this process. Statements are checked by ``sql``, not here:
-        user SQL goes through ``sql``. ``exclude``: damaged partitions the views leave out.
+        user SQL goes through ``sql``. ``exclude``: damaged partitions the views leave out;
+        ``tripwires``: of those, the ones whose rows fail a query that needs them (see ``_tripwire_sql``).
         """
         warm_exists = self.lake.warm.path.exists()
         skip = {(d.dataset, d.partition, d.tier) for d in exclude}
         # All catalogue lookups first: they open the warm file themselves (see read()).
         names = DATASETS if datasets is None else [dataset_spec(d).name for d in datasets]
-        views = {name: self._view_sql(dataset_spec(name), warm_exists, skip) for name in names}
+        trips = list(tripwires)
+        views = {name: self._view_sql(dataset_spec(name), warm_exists, skip, [d for d in trips if d.dataset == name])
+                 for name in names}
         with contextlib.closing(duckdb.connect()) as con:
             con.execute("SET TimeZone = 'UTC'")
             if warm_exists:
@@ -214,7 +218,8 @@ class LakeClient:
             lock_down(con, [str(self.lake.hot.root), self.lake.cold.root])
             yield con
 
-    def _view_sql(self, spec: DatasetSpec, warm_exists: bool, skip: set = frozenset()) -> str | None:
+    def _view_sql(self, spec: DatasetSpec, warm_exists: bool, skip: set = frozenset(),
+                  tripwires: Sequence[Damage] = ()) -> str | None:
         located = [l for l in self.lake.locate(spec) if (spec.name, l.partition, l.tier.value) not in skip]
         parts: list[str] = []
         for t in (Tier.HOT, Tier.COLD):
@@ -242,16 +247,42 @@ class LakeClient:
                     where = f" WHERE {partition_key_sql(spec)} NOT IN ({keys})"
                 if warm_parts or where:
                     parts.append(f'SELECT * FROM warm."{spec.name}"{where}')
+        parts += [self._tripwire_sql(spec, d) for d in tripwires]
         if not parts:
             return None
         return " UNION ALL BY NAME ".join(parts)
+
+    def _tripwire_sql(self, spec: DatasetSpec, damage: Damage) -> str:
+        """A branch standing in for a damaged partition's rows: its symbol is the partition's, every other
+        column (and the one row itself) raises an error naming the partition. DuckDB prunes the branch
+        when a query's filter rules the symbol out, so a query over other symbols runs; any query that
+        would need the partition's rows fails naming it. Only for partitions with a known schema and a
+        symbol field (``sql`` checks ``can_trip``)."""
+        fields = dict(damage.partition)
+        raise_it = f"error('{_sql_str('damaged partition ' + damage.describe())}')"
+        cols = [f"'{_sql_str(fields['symbol'])}' AS \"symbol\""]
+        cols += [f'{raise_it} AS "{c}"' for c in self._schema_of(spec, damage) if c != "symbol"]
+        return f"SELECT {', '.join(cols)} FROM range(1) WHERE {raise_it} IS NULL"
+
+    def _schema_of(self, spec: DatasetSpec, damage: Damage) -> list[str]:
+        manifest = self.lake.manifest(spec, damage.partition, damage.tier) if damage.partition else None
+        schema = (manifest or {}).get("schema")
+        return list(json.loads(schema)) if schema else []
+
+    def can_trip(self, damage: Damage) -> bool:
+        spec = DATASETS.get(damage.dataset)
+        return (spec is not None and "symbol" in spec.partition_by
+                and "symbol" in self._schema_of(spec, damage))
 
     def sql(self, query: str, params: Sequence | None = None, *, skip_damaged: bool = False) -> pl.DataFrame:
         """Run read-only SQL over the lake's views: the one way the lake runs SQL it is given.
 
         Only SELECT-type statements run (``sqlsafe.check_read_only``), in the locked session of
-        ``duckdb()``. A query that fails on damaged partitions raises ``PartitionDamaged`` naming them;
-        ``skip_damaged=True`` runs it without them, with a ``DamagedPartitionWarning`` naming each.
+        ``duckdb()``. When a query fails on damaged partitions, it runs again with each damaged
+        partition replaced by a tripwire (``_tripwire_sql``). A query that does not need their rows (one
+        filtered to other symbols) then answers, with a ``DamagedPartitionWarning`` naming them. One that
+        needs them raises ``PartitionDamaged`` naming each. ``skip_damaged=True`` leaves them out instead,
+        also with a warning naming each.
         """
         check_read_only(query)
         # Views only for the datasets the query names: each view lists its partitions across tiers.
@@ -266,17 +297,25 @@ class LakeClient:
             damaged = [d for name in named for d in quick_check(self.lake, dataset_spec(name), self.lake.locate(name))]
             if not damaged:
                 raise
-            if not skip_damaged:
-                raise PartitionDamaged(damaged, str(exc)) from exc
-        warn_skipped(damaged)
+            first = exc
+        if skip_damaged:
+            warn_skipped(damaged)
+            trips: list[Damage] = []
+        elif all(self.can_trip(d) for d in damaged):
+            trips = damaged
+        else:
+            raise PartitionDamaged(damaged, str(first)) from first
         try:
-            return self._run_sql(named, query, params, exclude=damaged)
-        except duckdb.Error as exc:  # e.g. a corrupted warm block shared with a good partition
-            raise PartitionDamaged(damaged, str(exc)) from exc
+            result = self._run_sql(named, query, params, exclude=damaged, tripwires=trips)
+        except duckdb.Error as exc:  # a tripwire, or a corrupted warm block shared with a sound partition
+            raise PartitionDamaged(damaged, str(first)) from exc
+        if trips:
+            warn_skipped(damaged, needed=False)
+        return result
 
-    def _run_sql(self, named: list[str], query: str, params: Sequence | None,
-                 exclude: Iterable[Damage] = ()) -> pl.DataFrame:
-        with self.duckdb(named, exclude=exclude) as con:
+    def _run_sql(self, named: list[str], query: str, params: Sequence | None, exclude: Iterable[Damage] = (),
+                 tripwires: Iterable[Damage] = ()) -> pl.DataFrame:
+        with self.duckdb(named, exclude=exclude, tripwires=tripwires) as con:
             try:
                 return con.execute(query, params or []).pl()
             except duckdb.CatalogException as exc:

@@ -61,9 +61,11 @@ class DamagedPartitionWarning(UserWarning):
     """A read asked to skip damaged partitions left these out."""
 
 
-def warn_skipped(damaged: list[Damage]) -> None:
+def warn_skipped(damaged: list[Damage], needed: bool = True) -> None:
+    """One warning per damaged partition: left out of a read (``needed``), or not needed by the query."""
+    what = "skipped damaged partition" if needed else "damaged partition (this query did not need its rows)"
     for d in damaged:
-        warnings.warn(f"skipped damaged partition {d.describe()}", DamagedPartitionWarning, stacklevel=3)
+        warnings.warn(f"{what} {d.describe()}", DamagedPartitionWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,25 +98,38 @@ def test_read_over_a_truncated_file_names_it_or_skips_it_with_a_warning(tmp_path
 
 
 @pytest.mark.data_loss
-def test_lake_sql_over_a_truncated_file_names_it_and_skip_damaged_reads_around_it(tmp_path, fixture_versions):
-    """``lake sql`` over ticks with one symbol's file truncated: exits 1 with one line naming the
-    damaged partition (not a traceback); ``--skip-damaged`` answers the other symbol's query, with a
-    warning line naming the partition left out."""
+def test_lake_sql_over_a_truncated_file_fails_naming_it_only_when_its_rows_are_needed(tmp_path, fixture_versions):
+    """``lake sql`` with one symbol's ticks file truncated: a query needing its rows (``count(*)`` over
+    ticks, a filter on another column) exits 1 with one line naming the damaged partition, not a traceback;
+    a query over the other symbol answers right, with a warning line naming the damaged partition;
+    ``--skip-damaged`` answers the whole query without it, with a warning naming it."""
     settings, lake, xau = _lake(tmp_path, fixture_versions["new"]["frame"])
     path = Path(lake.hot.uri(TICKS, EUR))
     _truncate(path)
-    query = "select count(*) as n from ticks where symbol = 'XAUUSD'"
-    with pytest.raises(PartitionDamaged) as failed:
-        LakeClient(settings).sql(query)
-    assert _names_eurusd(str(failed.value), "hot", str(path))
-    proc = _lake_cli(settings, "sql", "--format", "csv", query)
+    client = LakeClient(settings)
+    for needs_it in ("select count(*) as n from ticks", "select count(*) as n from ticks where bid > 0",
+                     "select count(*) as n from ticks where symbol = 'EURUSD'"):
+        with pytest.raises(PartitionDamaged) as failed:
+            client.sql(needs_it)
+        assert _names_eurusd(str(failed.value), "hot", str(path)), needs_it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = client.sql("select count(*) as n, sum(bid) as b from ticks where symbol = ?", ["XAUUSD"])
+    assert got.to_dicts() == [{"n": xau.height, "b": pytest.approx(xau["bid"].sum())}]
+    assert [_names_eurusd(str(w.message), "hot", str(path)) for w in caught
+            if issubclass(w.category, DamagedPartitionWarning)] == [True]
+
+    proc = _lake_cli(settings, "sql", "--format", "csv", "select count(*) as n from ticks")
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert _names_eurusd(proc.stderr, "hot", str(path)) and "Traceback" not in proc.stderr
-    proc = _lake_cli(settings, "sql", "--format", "csv", "--skip-damaged", query)
+    proc = _lake_cli(settings, "sql", "--format", "csv", "select count(*) as n from ticks where symbol = 'XAUUSD'")
+    assert proc.returncode == 0 and proc.stdout.split() == ["n", str(xau.height)], proc.stderr
+    assert _names_eurusd(proc.stderr, "hot", str(path)) and "warning" in proc.stderr
+    proc = _lake_cli(settings, "sql", "--format", "csv", "--skip-damaged", "select count(*) as n from ticks")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["n", str(xau.height)]
     warned = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert len(warned) == 1 and _names_eurusd(warned[0], "hot", str(path)), proc.stderr
+    assert len(warned) == 1 and "skipped" in warned[0] and _names_eurusd(warned[0], "hot", str(path)), proc.stderr
 
 
 def _corrupt_a_eurusd_block(lake: Lake) -> None:
