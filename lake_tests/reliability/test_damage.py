@@ -235,3 +235,29 @@ def test_scheduled_check_fails_naming_the_damaged_partition(tmp_path, fixture_ve
     table = evaluation.metadata["damaged"].value
     assert path in table and "symbol=EURUSD" in table and "XAUUSD" not in table
     os.unlink(path)  # keep tmp small
+
+
+@pytest.mark.data_loss
+def test_truncated_cold_object_on_s3_is_found_named_and_repaired(tmp_path, own_bucket_env, fixture_versions):
+    """A cold partition on a real S3 server whose object is replaced by half its bytes: ``verify_lake``
+    names it (dataset, symbol, date, cold, s3:// key), a read over it fails naming it and a read of the
+    other symbol does not; writing the partition again repairs it."""
+    settings = LakeSettings.from_env({"LAKE_HOME": str(tmp_path / "lake"), **own_bucket_env})
+    lake = Lake(settings)
+    lake.ensure_bucket()
+    frame = fixture_versions["old"]["frame"]
+    lake.write(TICKS, EUR, frame, tier="cold")
+    lake.write(TICKS, XAU, frame.head(500).with_columns(symbol=pl.lit("XAUUSD")), tier="cold")
+    uri = lake.cold.uri(TICKS, EUR)
+    data = lake.cold.fs.cat_file(uri)
+    lake.cold.fs.pipe_file(uri, data[: len(data) // 2])
+    (damage,) = verify_lake(Lake(settings)).damaged
+    assert _names_eurusd(damage.describe(), "cold", uri)
+    client = LakeClient(settings)
+    with pytest.raises(PartitionDamaged) as failed:
+        client.read("ticks")
+    assert _names_eurusd(str(failed.value), "cold", uri)
+    assert client.read("ticks", symbols="XAUUSD").height == 500
+    Lake(settings).write(TICKS, EUR, frame, tier="cold")
+    assert verify_lake(Lake(settings)).damaged == []
+    assert LakeClient(settings).read("ticks", symbols="EURUSD").equals(frame)
