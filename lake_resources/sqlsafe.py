@@ -20,9 +20,19 @@ Secrets: the S3 key lives only in a temporary DuckDB secret scoped to the lake's
 default to ``AWS_*`` environment variables when it loads, so ``current_setting('s3_secret_access_key')``
 would print the key: they are blanked before the lock.
 
-Checked with DuckDB 1.5.5: views over ``read_parquet`` of allowed files, and the read-only warm
-catalogue, keep working after the lock; ``glob``/``read_text``/``read_csv`` outside the allowed
-directories, ``ATTACH`` of another file and ``EXPORT DATABASE`` fail with a permission error.
+Checked with DuckDB 1.5.5:
+- views over ``read_parquet`` of allowed files, and the read-only warm catalogue, keep working after the
+  lock; ``glob``/``read_text``/``read_csv`` outside the allowed directories, ``ATTACH`` of another file and
+  ``EXPORT DATABASE`` fail with a permission error;
+- ``allowed_directories`` grants writes as well as reads (``COPY`` into the hot tier succeeds), and an
+  attached database's own files (``warm.duckdb.wal``) stay writable whatever ``allowed_paths`` says: the
+  statement check is the barrier there;
+- ``duckdb.connect(path)`` shares one database instance per file within a process, so settings set on
+  it would reach every other connection to the warm file: the session is an in-memory instance with the
+  warm file ``ATTACH``ed ``READ_ONLY`` (then ``USE warm``, which also forbids ``DETACH``);
+- a glob pattern is checked as given and as expanded: an escaped root must be allowed in that form too;
+- ``allow_persistent_secrets`` cannot change once a secret exists (it is not needed: persisting a
+  secret writes under ``~/.duckdb``, outside the allowed directories, and ``CREATE`` is refused).
 """
 
 from __future__ import annotations
