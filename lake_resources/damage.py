@@ -128,7 +128,19 @@ def quick_check(lake: Lake, spec: DatasetSpec, located: Iterable[Located]) -> li
 
 def check_warm(lake: Lake, spec: DatasetSpec, partitions: list[Partition], *, full: bool) -> list[Damage]:
     """Warm partitions DuckDB cannot read back (a corrupted block) or whose rows differ from the manifest
-    (``full``: also the SHA-256 of their canonical encoding). One connection; each partition on its own."""
+    (``full``: also the SHA-256 of their canonical encoding). A batch of partitions per connection, each
+    partition read on its own, so memory holds one batch, not the whole tier."""
+    found: list[Damage] = []
+    for offset in range(0, len(partitions), WARM_BATCH):
+        found += _check_warm_batch(lake, spec, partitions[offset: offset + WARM_BATCH], full)
+    return found
+
+
+#: Warm partitions read per connection by ``check_warm`` (a day of minute bars is ~1,440 rows).
+WARM_BATCH = 64
+
+
+def _check_warm_batch(lake: Lake, spec: DatasetSpec, partitions: list[Partition], full: bool) -> list[Damage]:
     warm = lake.warm
     catalogue = warm.manifests(spec)  # before connecting (POSIX locks, see LakeClient.read)
     found: list[Damage] = []

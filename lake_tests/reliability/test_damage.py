@@ -5,7 +5,6 @@ re-materializing the partition repairs it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import warnings
@@ -234,7 +233,6 @@ def test_scheduled_check_fails_naming_the_damaged_partition(tmp_path, fixture_ve
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     table = evaluation.metadata["damaged"].value
     assert path in table and "symbol=EURUSD" in table and "XAUUSD" not in table
-    os.unlink(path)  # keep tmp small
 
 
 @pytest.mark.data_loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_glob_characters_in_lake_home_never_mix_lakes(tmp_path, fixture_versions
         lake = Lake(settings)
         lake.write(TICKS, PART, frame.head(n))  # hot
         lake.write(TICKS, TICKS.partition(symbol="EURUSD", date="2019-02-05"),
-                   frame.head(n).with_columns(ts=frame["ts"].head(n) + __import__("datetime").timedelta(days=1)),
+                   frame.head(n).with_columns(ts=frame["ts"].head(n) + timedelta(days=1)),
                    tier="cold")
         bars = frame.head(n).select("ts", "symbol")
         lake.write(BARS, BARS.partition(symbol="EURUSD", date="2019-02-04"), bars)  # warm write
