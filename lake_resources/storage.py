@@ -1348,11 +1348,23 @@ class Lake:
         """A partition as stored in one tier (cold: the daily file, else its day in the month file)."""
         spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
         t = Tier.parse(tier)
-        if t is Tier.COLD and not self.cold.exists(spec, partition):
-            month_file = self.month_holding(spec, partition)
-            if month_file is not None:
-                return self.cold.read_month_day(spec, month_file, dict(partition)["date"])
-        return self.tier(t).read(spec, partition)
+        uri = str(self.warm.path) if t is Tier.WARM else self.tier(t).uri(spec, partition)
+        try:
+            if t is Tier.COLD and not self.cold.exists(spec, partition):
+                month_file = self.month_holding(spec, partition)
+                if month_file is not None:
+                    uri = month_file.uri
+                    return self.cold.read_month_day(spec, month_file, dict(partition)["date"])
+            return self.tier(t).read(spec, partition)
+        except (LakeStorageError, LakeValidationError):
+            raise  # not found, or storage unreachable: not damage
+        except Exception as exc:  # noqa: BLE001 - the bytes were read but do not decode: a damaged copy
+            if isinstance(exc, duckdb.Error) and not _is_corruption(exc):
+                raise
+            from lake_resources.damage import Damage, PartitionDamaged  # damage.py builds on this module
+
+            detail = f"unreadable: {str(exc).splitlines()[0][:200]}"
+            raise PartitionDamaged([Damage(spec.name, partition, t.value, uri, detail)]) from exc
 
     def manifest(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str) -> dict | None:
         """A partition's manifest in one tier; for a day served by a cold month file, that day's entry."""

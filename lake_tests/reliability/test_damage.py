@@ -259,3 +259,19 @@ def test_truncated_cold_object_on_s3_is_found_named_and_repaired(tmp_path, own_b
     Lake(settings).write(TICKS, EUR, frame, tier="cold")
     assert verify_lake(Lake(settings)).damaged == []
     assert LakeClient(settings).read("ticks", symbols="EURUSD").equals(frame)
+
+
+@pytest.mark.data_loss
+def test_a_downstream_run_over_a_damaged_input_fails_naming_it(tmp_path, dagster_defs, datafeed_dir):
+    """``bars_1m`` materialized over a ``ticks`` partition whose hot file was truncated fails, and the
+    run's failure names the damaged input: dataset, symbol, date, tier and path. No bars are written."""
+    home = tmp_path / "lake"
+    resources = lake_resources_for(home, datafeed_dir)
+    assert materialize(dagster_defs, ["raw_dukascopy", "ticks"], resources).success
+    lake = Lake(LakeSettings(home=home))
+    path = lake.hot.uri(TICKS, EUR)
+    _truncate(Path(path))
+    result = materialize(dagster_defs, ["bars_1m"], resources)
+    assert not result.success
+    assert any(_names_eurusd(m, "hot", path) for m in failure_messages(result)), failure_messages(result)
+    assert lake.find("bars_1m", dataset_spec("bars_1m").partition(symbol="EURUSD", date=DAY)) is None
