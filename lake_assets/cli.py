@@ -37,7 +37,7 @@ def cmd_sql(args) -> int:
 
     from lake_resources.client import LakeClient
 
-    df = LakeClient(_settings()).sql(args.query)
+    df = _sql_frame(LakeClient(_settings()), args)
     fmt = args.format
     if fmt == "parquet":
         if not args.out:
@@ -59,6 +59,21 @@ def cmd_sql(args) -> int:
         if args.out:
             out.close()
     return 0
+
+
+def _sql_frame(client, args):
+    """``lake sql``'s result; partitions skipped by ``--skip-damaged`` are named, one line each."""
+    import warnings
+
+    from lake_resources.damage import DamagedPartitionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DamagedPartitionWarning)
+        df = client.sql(args.query, skip_damaged=args.skip_damaged)
+    for w in caught:
+        if issubclass(w.category, DamagedPartitionWarning):
+            print(f"lake sql: warning: {w.message}", file=sys.stderr)
+    return df
 
 
 def cmd_storage(args) -> int:
@@ -138,10 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     p.add_argument("--out", help="write to FILE instead of stdout (required for parquet)")
     p.add_argument("--max-rows", type=int, default=50, help="rows shown by --format table")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="read around damaged partitions (each named in a warning) instead of failing")
     p.set_defaults(fn=cmd_sql)
 
     p = sub.add_parser("storage", help="partitions, rows and bytes per dataset and tier")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--verify", action="store_true",
+                   help="check every partition copy against its manifest (SHA-256, rows); exit 1 naming damaged ones")
+    p.add_argument("--dataset", help="with --verify: one dataset")
+    p.add_argument("--symbols", help="with --verify: comma-separated symbols")
+    p.add_argument("--start", metavar="DATE", help="with --verify: first partition date")
+    p.add_argument("--end", metavar="DATE", help="with --verify: last partition date")
     p.set_defaults(fn=cmd_storage)
 
     p = sub.add_parser("migrate", help="move partitions between tiers by policy (copy, verify, then delete)")

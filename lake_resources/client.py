@@ -9,6 +9,7 @@ projections are pushed into the Parquet scans and bound as parameters in DuckDB 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -16,8 +17,10 @@ from datetime import date, datetime, timedelta, timezone
 import duckdb
 import polars as pl
 
+from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
 from lake_resources.settings import LakeSettings
+from lake_resources.sqlsafe import check_read_only, lock_down, sql_path
 from lake_resources.storage import Lake, Located, cast_to_schema
 from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
@@ -70,18 +73,47 @@ class LakeClient:
         columns: Sequence[str] | None = None,
         tier: str | None = None,
         lazy: bool = False,
+        on_damage: str = "raise",
     ) -> pl.DataFrame | pl.LazyFrame:
         """Rows of ``dataset`` with ``start <= ts < end`` (a date bound covers its whole day).
 
         ``tier`` restricts the read to one tier (e.g. ``"hot"`` for fast iteration); by default all
         tiers are searched. Rows come ordered by partition (symbol, then date) and by time within.
+
+        A read that fails on damaged partitions (a truncated file, a corrupted warm block) raises
+        ``PartitionDamaged`` naming each one; ``on_damage="skip"`` reads around them instead, with a
+        ``DamagedPartitionWarning`` naming each. (``lazy=True``: errors surface at ``collect``, unnamed.)
         """
+        if on_damage not in ("raise", "skip"):
+            raise LakeValidationError(f"on_damage must be 'raise' or 'skip', got {on_damage!r}")
         spec = dataset_spec(dataset)
         if isinstance(symbols, str):
             symbols = [symbols]
         located = self.partitions(dataset, symbols=symbols, start=start, end=end, tier=tier)
         t0 = _to_datetime(start, end=False) if start is not None else None
         t1 = _to_datetime(end, end=True) if end is not None else None
+        if lazy:
+            return self._read_located(spec, located, t0, t1, columns)
+        try:
+            return self._read_located(spec, located, t0, t1, columns).collect()
+        except LakeValidationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised as is unless damaged partitions explain it
+            damaged = quick_check(self.lake, spec, located)
+            if not damaged:
+                raise
+            if on_damage == "raise":
+                raise PartitionDamaged(damaged, str(exc)) from exc
+        bad = {(d.partition, d.tier) for d in damaged}
+        warn_skipped(damaged)
+        kept = [l for l in located if (l.partition, l.tier.value) not in bad]
+        try:
+            return self._read_located(spec, kept, t0, t1, columns).collect()
+        except Exception as exc:  # noqa: BLE001 - e.g. a corrupted warm block shared with a good partition
+            raise PartitionDamaged(damaged, str(exc)) from exc
+
+    def _read_located(self, spec: DatasetSpec, located: list[Located], t0, t1,
+                      columns: Sequence[str] | None) -> pl.LazyFrame:
         frames: list[pl.LazyFrame] = []
         # Every lookup of the warm file happens before the read connection opens: closing any other
         # handle on the file would drop this process's lock on it (POSIX lock semantics).
@@ -108,12 +140,10 @@ class LakeClient:
                     lf = lf.select(list(columns))
                 frames.append(lf)
         if not frames:
-            result = self._empty(spec, columns)
-        elif len(frames) == 1:
-            result = frames[0]
-        else:
-            result = pl.concat(frames, how="diagonal_relaxed")
-        return result if lazy else result.collect()
+            return self._empty(spec, columns)
+        if len(frames) == 1:
+            return frames[0]
+        return pl.concat(frames, how="diagonal_relaxed")
 
     def _empty(self, spec: DatasetSpec, columns: Sequence[str] | None) -> pl.LazyFrame:
         return pl.LazyFrame(schema={c: pl.Null for c in columns} if columns else None)
@@ -155,23 +185,29 @@ class LakeClient:
 
     # SQL ---------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def duckdb(self, datasets: Iterable[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """DuckDB with one view per dataset spanning all tiers, for trusted users' SQL.
+    def duckdb(self, datasets: Iterable[str] | None = None, *, exclude: Iterable[Damage] = (),
+               tripwires: Iterable[Damage] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The read-only session ``lake sql`` runs on: one temporary view per dataset spanning all tiers.
 
-        The session *is* the warm file opened read-only (its catalog is ``warm``), so it can
-        neither write it nor detach and re-attach it writable; views are temporary. Without a
-        warm file yet, the session is in memory.
+        An in-memory DuckDB with the warm file attached read-only as ``warm`` (the default catalogue),
+        then confined to the lake and locked (``sqlsafe.lock_down``): no file outside the hot and cold
+        tiers can be read, no setting changed, no extension loaded. Its own instance, so the lock never
+        reaches another connection of this process. Statements are checked by ``sql``, not here:
+        user SQL goes through ``sql``. ``exclude``: damaged partitions the views leave out;
+        ``tripwires``: of those, the ones whose rows fail a query that needs them (see ``_tripwire_sql``).
         """
         warm_exists = self.lake.warm.path.exists()
+        skip = {(d.dataset, d.partition, d.tier) for d in exclude}
         # All catalogue lookups first: they open the warm file themselves (see read()).
         names = DATASETS if datasets is None else [dataset_spec(d).name for d in datasets]
-        views = {name: self._view_sql(dataset_spec(name), warm_exists) for name in names}
-        with contextlib.ExitStack() as stack:
+        trips = list(tripwires)
+        views = {name: self._view_sql(dataset_spec(name), warm_exists, skip, [d for d in trips if d.dataset == name])
+                 for name in names}
+        with contextlib.closing(duckdb.connect()) as con:
+            con.execute("SET TimeZone = 'UTC'")
             if warm_exists:
-                con = stack.enter_context(self.lake.warm.connect(read_only=True))
-            else:
-                con = stack.enter_context(contextlib.closing(duckdb.connect()))
-                con.execute("SET TimeZone = 'UTC'")
+                self.lake.warm.attach_read_only(con, "warm")
+                con.execute("USE warm")
             if self.settings.cold_is_s3:
                 from lake_resources.s3 import configure_duckdb_s3
 
@@ -179,16 +215,18 @@ class LakeClient:
             for name, view in views.items():
                 if view:
                     con.execute(f'CREATE TEMP VIEW "{name}" AS {view}')
+            lock_down(con, [str(self.lake.hot.root), self.lake.cold.root])
             yield con
 
-    def _view_sql(self, spec: DatasetSpec, warm_exists: bool) -> str | None:
-        located = self.lake.locate(spec)
+    def _view_sql(self, spec: DatasetSpec, warm_exists: bool, skip: set = frozenset(),
+                  tripwires: Sequence[Damage] = ()) -> str | None:
+        located = [l for l in self.lake.locate(spec) if (spec.name, l.partition, l.tier.value) not in skip]
         parts: list[str] = []
         for t in (Tier.HOT, Tier.COLD):
             store = self.lake.tier(t)
             files = [store.uri(spec, l.partition) for l in located if l.tier is t and l.month is None]
             if files:
-                listing = ", ".join(f"'{_sql_str(f)}'" for f in files)
+                listing = ", ".join(sql_path(f) for f in files)
                 parts.append(f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
         # Days served by cold month files: each file filtered to the days no daily copy shadows.
         month_days: dict[tuple[str, str], list[str]] = {}
@@ -198,7 +236,7 @@ class LakeClient:
                 month_days.setdefault((fields["symbol"], l.month), []).append(fields["date"])
         for (symbol, month), days in sorted(month_days.items()):
             uri = self.lake.cold.month_uri(spec, symbol, month)
-            parts.append(f"SELECT * FROM read_parquet('{_sql_str(uri)}') WHERE {days_where_sql(spec.time_column, days)}")
+            parts.append(f"SELECT * FROM read_parquet({sql_path(uri)}) WHERE {days_where_sql(spec.time_column, days)}")
         if warm_exists:
             warm_parts = {l.partition for l in located if l.tier is Tier.WARM}
             shadowed = [p for p in self.lake.warm.list(spec) if p not in warm_parts]
@@ -209,15 +247,75 @@ class LakeClient:
                     where = f" WHERE {partition_key_sql(spec)} NOT IN ({keys})"
                 if warm_parts or where:
                     parts.append(f'SELECT * FROM warm."{spec.name}"{where}')
+        parts += [self._tripwire_sql(spec, d) for d in tripwires]
         if not parts:
             return None
         return " UNION ALL BY NAME ".join(parts)
 
-    def sql(self, query: str, params: Sequence | None = None) -> pl.DataFrame:
-        """Run SQL over the lake's views (trusted users: full DuckDB SQL, warm file read-only)."""
+    def _tripwire_sql(self, spec: DatasetSpec, damage: Damage) -> str:
+        """A branch standing in for a damaged partition's rows: its symbol is the partition's, every other
+        column (and the one row itself) raises an error naming the partition. DuckDB prunes the branch
+        when a query's filter rules the symbol out, so a query over other symbols runs; any query that
+        would need the partition's rows fails naming it. Only for partitions with a known schema and a
+        symbol field (``sql`` checks ``can_trip``)."""
+        fields = dict(damage.partition)
+        raise_it = f"error('{_sql_str('damaged partition ' + damage.describe())}')"
+        cols = [f"'{_sql_str(fields['symbol'])}' AS \"symbol\""]
+        cols += [f'{raise_it} AS "{c}"' for c in self._schema_of(spec, damage) if c != "symbol"]
+        return f"SELECT {', '.join(cols)} FROM range(1) WHERE {raise_it} IS NULL"
+
+    def _schema_of(self, spec: DatasetSpec, damage: Damage) -> list[str]:
+        manifest = self.lake.manifest(spec, damage.partition, damage.tier) if damage.partition else None
+        schema = (manifest or {}).get("schema")
+        return list(json.loads(schema)) if schema else []
+
+    def can_trip(self, damage: Damage) -> bool:
+        spec = DATASETS.get(damage.dataset)
+        return (spec is not None and "symbol" in spec.partition_by
+                and "symbol" in self._schema_of(spec, damage))
+
+    def sql(self, query: str, params: Sequence | None = None, *, skip_damaged: bool = False) -> pl.DataFrame:
+        """Run read-only SQL over the lake's views: the one way the lake runs SQL it is given.
+
+        Only SELECT-type statements run (``sqlsafe.check_read_only``), in the locked session of
+        ``duckdb()``. When a query fails on damaged partitions, it runs again with each damaged
+        partition replaced by a tripwire (``_tripwire_sql``). A query that does not need their rows (one
+        filtered to other symbols) then answers, with a ``DamagedPartitionWarning`` naming them. One that
+        needs them raises ``PartitionDamaged`` naming each. ``skip_damaged=True`` leaves them out instead,
+        also with a warning naming each.
+        """
+        check_read_only(query)
         # Views only for the datasets the query names: each view lists its partitions across tiers.
         named = [d for d in DATASETS if re.search(rf"\b{d}\b", query)]
-        with self.duckdb(named) as con:
+        try:
+            return self._run_sql(named, query, params)
+        except LakeValidationError:
+            raise
+        except duckdb.Error as exc:
+            if isinstance(exc, (duckdb.PermissionException, duckdb.ParserException, duckdb.BinderException)):
+                raise
+            damaged = [d for name in named for d in quick_check(self.lake, dataset_spec(name), self.lake.locate(name))]
+            if not damaged:
+                raise
+            first = exc
+        if skip_damaged:
+            warn_skipped(damaged)
+            trips: list[Damage] = []
+        elif all(self.can_trip(d) for d in damaged):
+            trips = damaged
+        else:
+            raise PartitionDamaged(damaged, str(first)) from first
+        try:
+            result = self._run_sql(named, query, params, exclude=damaged, tripwires=trips)
+        except duckdb.Error as exc:  # a tripwire, or a corrupted warm block shared with a sound partition
+            raise PartitionDamaged(damaged, str(first)) from exc
+        if trips:
+            warn_skipped(damaged, needed=False)
+        return result
+
+    def _run_sql(self, named: list[str], query: str, params: Sequence | None, exclude: Iterable[Damage] = (),
+                 tripwires: Iterable[Damage] = ()) -> pl.DataFrame:
+        with self.duckdb(named, exclude=exclude, tripwires=tripwires) as con:
             try:
                 return con.execute(query, params or []).pl()
             except duckdb.CatalogException as exc:

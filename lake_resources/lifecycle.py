@@ -123,6 +123,7 @@ class LifecyclePolicy:
     migration_cron: str = "0 2 * * *"
     compaction_cron: str = "0 4 * * *"
     storage_health_cron: str = "0 * * * *"
+    verify_cron: str = "0 5 * * *"  # checksums of every partition copy (storage_verify job)
     source: str = "built-in defaults"
 
     def for_dataset(self, name: str) -> DatasetPolicy:
@@ -141,7 +142,8 @@ DEFAULT_POLICY_DOC: dict[str, Any] = {
     },
     "hot": {"max_bytes": "50GiB", "overflow_to": "cold", "min_free_bytes": "5GiB"},
     "compaction": {"zstd_level": 15, "row_group_rows": 131072, "wait_for_upper_tiers": True},
-    "schedules": {"running": True, "migration": "0 2 * * *", "compaction": "0 4 * * *", "storage_health": "0 * * * *"},
+    "schedules": {"running": True, "migration": "0 2 * * *", "compaction": "0 4 * * *", "storage_health": "0 * * * *",
+                  "verify": "0 5 * * *"},
 }
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -234,7 +236,8 @@ def parse_policy(doc: Mapping[str, Any] | None, source: str = "built-in defaults
 
     hot = _expect_keys(merged["hot"], {"max_bytes", "overflow_to", "min_free_bytes"}, f"{source}: hot")
     comp = _expect_keys(merged["compaction"], {"zstd_level", "row_group_rows", "wait_for_upper_tiers"}, f"{source}: compaction")
-    sched = _expect_keys(merged["schedules"], {"running", "migration", "compaction", "storage_health"}, f"{source}: schedules")
+    sched = _expect_keys(merged["schedules"], {"running", "migration", "compaction", "storage_health", "verify"},
+                         f"{source}: schedules")
     level = comp["zstd_level"]
     if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 22:
         raise LakeValidationError(f"{source}: compaction.zstd_level: expected 1..22, got {level!r}")
@@ -252,7 +255,7 @@ def parse_policy(doc: Mapping[str, Any] | None, source: str = "built-in defaults
             raise LakeValidationError(f"{source}: compaction.{key}: expected true or false")
     if not isinstance(sched["running"], bool):
         raise LakeValidationError(f"{source}: schedules.running: expected true or false")
-    for key in ("migration", "compaction", "storage_health"):
+    for key in ("migration", "compaction", "storage_health", "verify"):
         if not isinstance(sched[key], str) or len(sched[key].split()) != 5:
             raise LakeValidationError(f"{source}: schedules.{key}: expected a 5-field cron string, got {sched[key]!r}")
     return LifecyclePolicy(
@@ -267,6 +270,7 @@ def parse_policy(doc: Mapping[str, Any] | None, source: str = "built-in defaults
         migration_cron=sched["migration"],
         compaction_cron=sched["compaction"],
         storage_health_cron=sched["storage_health"],
+        verify_cron=sched["verify"],
         source=source,
     )
 
@@ -1139,8 +1143,13 @@ def cli_migrate(settings: LakeSettings, args) -> int:
 
 
 def cli_storage(settings: LakeSettings, args) -> int:
-    """``lake storage [--json]``: partitions, rows and bytes per dataset and tier; hot-disk free space."""
+    """``lake storage [--json]``: partitions, rows and bytes per dataset and tier; hot-disk free space.
+    ``--verify``: checksums of every copy instead (``damage.cli_verify``), exit status 1 on damage."""
     lake = Lake(settings)
+    if getattr(args, "verify", False):
+        from lake_resources.damage import cli_verify
+
+        return cli_verify(lake, args)
     report = storage_report(lake, load_policy())
     if getattr(args, "json", False):
         print(json.dumps(report.as_dict(), indent=1, default=str))

@@ -64,11 +64,24 @@ def httpfs_extension_path() -> Path:
     return matches[0]
 
 
+def lake_s3_prefix(settings: LakeSettings) -> str:
+    """``s3://bucket/prefix/``: everything of this lake in the bucket (cold tier, raw zone, landing)."""
+    return "/".join(p for p in (f"s3://{settings.s3_bucket}", settings.s3_prefix.strip("/")) if p) + "/"
+
+
+#: httpfs settings that default to ``AWS_*`` environment variables when it loads, readable back with
+#: ``current_setting``/``duckdb_settings()``: blanked, the lake's key lives only in its secret.
+LEGACY_S3_SETTINGS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token")
+
+
 def configure_duckdb_s3(con, settings: LakeSettings) -> None:
-    """Let a DuckDB connection read ``s3://`` paths of the lake's bucket (secret is bound, not logged)."""
+    """Let a DuckDB connection read ``s3://`` paths of the lake's bucket through a temporary secret
+    scoped to the lake's prefix; no setting holds the key (``current_setting`` cannot show it)."""
     if not settings.cold_is_s3:
         return
     con.execute(f"LOAD '{httpfs_extension_path().as_posix()}'")
+    for name in LEGACY_S3_SETTINGS:
+        con.execute(f"SET {name} = ''")
     endpoint = urlparse(settings.s3_endpoint)
     use_ssl = endpoint.scheme == "https"
     # CREATE SECRET takes no bound parameters; quote the values as SQL literals.
@@ -76,13 +89,14 @@ def configure_duckdb_s3(con, settings: LakeSettings) -> None:
         return "'" + (value or "").replace("'", "''") + "'"
 
     con.execute(
-        "CREATE OR REPLACE SECRET lake_s3 (TYPE s3, KEY_ID {k}, SECRET {s}, ENDPOINT {e}, "
-        "URL_STYLE 'path', USE_SSL {ssl}, REGION {r})".format(
+        "CREATE OR REPLACE TEMPORARY SECRET lake_s3 (TYPE s3, KEY_ID {k}, SECRET {s}, ENDPOINT {e}, "
+        "URL_STYLE 'path', USE_SSL {ssl}, REGION {r}, SCOPE {scope})".format(
             k=lit(settings.aws_access_key_id),
             s=lit(settings.aws_secret_access_key),
             e=lit(endpoint.netloc),
             ssl="true" if use_ssl else "false",
             r=lit(settings.s3_region),
+            scope=lit(lake_s3_prefix(settings)),
         )
     )
     # httpfs has two HTTP clients (curl, the default in 1.5, and httplib), each with its own setting.

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lake_resources.validation import LakeValidationError, validate_symbol
+from lake_resources.validation import LakeValidationError, validate_lake_home, validate_symbol
 
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT")
 DEFAULT_DUKASCOPY_URL = "https://datafeed.dukascopy.com/datafeed"
@@ -104,6 +104,7 @@ class LakeSettings:
     # Layout of the embedded lake -------------------------------------------------------------
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
+        validate_lake_home(str(self.home_abs))
         if self.landing is not None:
             object.__setattr__(self, "landing", Path(self.landing))
         self.shared_landing_location  # noqa: B018 - a malformed value fails here, not at the first sensor tick

@@ -820,7 +820,9 @@ class ParquetTier:
 
     def scan(self, uris: Sequence[str]) -> pl.LazyFrame:
         if self.is_local or self.storage_options is not None:
-            return pl.scan_parquet(list(uris), storage_options=self.storage_options, hive_partitioning=False)
+            # glob=False: lake paths are literal (a LAKE_HOME like /x/g*b/lake must not read /x/glob/lake).
+            return pl.scan_parquet(list(uris), storage_options=self.storage_options, hive_partitioning=False,
+                                   glob=False)
         # polars' object store cannot take a private CA bundle; s3fs can, so read through it.
         import pyarrow.dataset as ds
 
@@ -831,6 +833,15 @@ class ParquetTier:
 # --------------------------------------------------------------------------------------------
 # Warm tier (DuckDB)
 # --------------------------------------------------------------------------------------------
+def _is_corruption(exc: BaseException | None) -> bool:
+    """DuckDB found a block whose checksum does not match (anywhere in the exception's chain)."""
+    while exc is not None:
+        if "corrupt database file" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc).lower()
     return ("lock" in text and ("could not set" in text or "conflicting" in text)) or "conflict" in text
@@ -890,6 +901,24 @@ class WarmTier:
             yield con
         finally:
             con.close()
+
+    def attach_read_only(self, con: duckdb.DuckDBPyConnection, alias: str) -> None:
+        """ATTACH the file read-only to ``con`` (an instance of its own: settings changed on ``con``, such
+        as ``lake sql``'s lock-down, reach no other connection), retried like ``connect``."""
+        if not self.path.exists():
+            raise PartitionNotFound(f"{self.label} does not exist yet")
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.02
+        quoted = str(self.path).replace("'", "''")
+        while True:
+            try:
+                con.execute(f"ATTACH '{quoted}' AS \"{alias}\" (READ_ONLY)")
+                return
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise LakeStorageError(f"{self.label}: cannot open: {exc}") from exc
+                time.sleep(delay + random.random() * delay)
+                delay = min(delay * 2, 1.0)
 
     def _with_write_retry(self, fn):
         self._invalidate()  # this process's own write must never be served from a stale catalogue
@@ -974,10 +1003,50 @@ class WarmTier:
                 con.unregister("_incoming")
 
         try:
-            self._with_write_retry(txn)
+            try:
+                self._with_write_retry(txn)
+            except (duckdb.Error, LakeStorageError) as exc:
+                if not _is_corruption(exc):
+                    raise
+                # The delete must read the old rows' blocks: a corrupted one makes re-materializing fail.
+                # Rebuild the table without this partition, then write it (the repair).
+                self.rebuild_without(spec, partition)
+                self._with_write_retry(txn)
         except duckdb.Error as exc:
             raise LakeStorageError(f"{self.label}: writing {spec.name} {partition_label(partition)} failed: {exc}") from exc
         return info
+
+    def rebuild_without(self, spec: DatasetSpec, partition: Partition) -> None:
+        """Copy every other partition of ``spec``'s table into a new table, which then replaces it: the
+        rows of ``partition`` (and the corrupted blocks only they use) are left behind. If another
+        partition's rows cannot be read either, nothing is changed and the error names them."""
+        others = [p for p in self.list(spec) if p != partition]  # the catalogue before connecting
+        table, staged = spec.name, f"{spec.name}__rebuild"
+        order = f'"{spec.time_column}", rowid' if spec.time_column else "rowid"
+
+        def run(con):
+            con.execute(f'DROP TABLE IF EXISTS "{staged}"')
+            con.execute(f'CREATE TABLE "{staged}" AS SELECT * FROM "{table}" LIMIT 0')
+            unreadable = []
+            for p in others:  # one statement each: a partition's rows either copy whole or not at all
+                where, params = self._where(spec, p)
+                try:
+                    con.execute(f'INSERT INTO "{staged}" SELECT * FROM "{table}" WHERE {where} ORDER BY {order}', params)
+                except duckdb.Error:
+                    unreadable.append(partition_label(p))
+            if unreadable:
+                con.execute(f'DROP TABLE "{staged}"')
+                raise LakeStorageError(
+                    f"{self.label}: {spec.name} has corrupted blocks that other partitions use too "
+                    f"({'; '.join(unreadable[:5])}{' …' if len(unreadable) > 5 else ''}): nothing was changed; "
+                    "restore warm.duckdb from a backup, or re-materialize those partitions after this one")
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f'DROP TABLE "{table}"')
+            con.execute(f'ALTER TABLE "{staged}" RENAME TO "{table}"')
+            con.execute("COMMIT")
+
+        _log.warning("%s: rebuilding table %s without %s (corrupted blocks)", self.label, table, partition_label(partition))
+        self._with_write_retry(run)
 
     def manifests(self, spec: DatasetSpec) -> dict[Partition, dict]:
         """The warm manifests of one dataset, from a catalogue of all datasets that is re-read only
@@ -1279,11 +1348,23 @@ class Lake:
         """A partition as stored in one tier (cold: the daily file, else its day in the month file)."""
         spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
         t = Tier.parse(tier)
-        if t is Tier.COLD and not self.cold.exists(spec, partition):
-            month_file = self.month_holding(spec, partition)
-            if month_file is not None:
-                return self.cold.read_month_day(spec, month_file, dict(partition)["date"])
-        return self.tier(t).read(spec, partition)
+        uri = str(self.warm.path) if t is Tier.WARM else self.tier(t).uri(spec, partition)
+        try:
+            if t is Tier.COLD and not self.cold.exists(spec, partition):
+                month_file = self.month_holding(spec, partition)
+                if month_file is not None:
+                    uri = month_file.uri
+                    return self.cold.read_month_day(spec, month_file, dict(partition)["date"])
+            return self.tier(t).read(spec, partition)
+        except (LakeStorageError, LakeValidationError):
+            raise  # not found, or storage unreachable: not damage
+        except Exception as exc:  # noqa: BLE001 - the bytes were read but do not decode: a damaged copy
+            if isinstance(exc, duckdb.Error) and not _is_corruption(exc):
+                raise
+            from lake_resources.damage import Damage, PartitionDamaged  # damage.py builds on this module
+
+            detail = f"unreadable: {str(exc).splitlines()[0][:200]}"
+            raise PartitionDamaged([Damage(spec.name, partition, t.value, uri, detail)]) from exc
 
     def manifest(self, dataset: str | DatasetSpec, partition: Partition, tier: Tier | str) -> dict | None:
         """A partition's manifest in one tier; for a day served by a cold month file, that day's entry."""

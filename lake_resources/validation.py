@@ -59,3 +59,15 @@ def parse_date(value: str | date | datetime) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise LakeValidationError(f"invalid date {value!r}: expected YYYY-MM-DD") from None
+
+
+def validate_lake_home(path: str) -> str:
+    """``LAKE_HOME`` may hold glob characters (paths given to DuckDB and polars are literal), but not
+    ``?``: DuckDB takes what follows a ``?`` in a database path for URL parameters, so the warm file
+    (and its write-ahead log) could not be opened."""
+    if "?" in path:
+        raise LakeValidationError(
+            f"LAKE_HOME={path!r} contains '?': DuckDB cannot open a database file (warm.duckdb) under such a path; "
+            "choose a LAKE_HOME without '?'"
+        )
+    return path

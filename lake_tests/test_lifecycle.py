@@ -432,5 +432,6 @@ def test_dagster_lifecycle_jobs_and_storage_health(lake_settings, day_ticks, day
     assert not checks["hot_disk_free_space"].passed and checks["hot_disk_free_space"].severity is dg.AssetCheckSeverity.WARN
     assert checks["no_unfinished_moves"].passed
     # The jobs and their schedules are part of the project's definitions.
-    assert {s.name for s in defs.schedules} == {"lifecycle_migration_daily", "lifecycle_compaction_daily", "storage_health_hourly"}
-    assert {j.name for j in defs.jobs} == {"lifecycle_migration", "lifecycle_compaction", "storage_health_job"}
+    assert {s.name for s in defs.schedules} == {"lifecycle_migration_daily", "lifecycle_compaction_daily", "storage_health_hourly",
+                                                "storage_verify_daily"}
+    assert {j.name for j in defs.jobs} == {"lifecycle_migration", "lifecycle_compaction", "storage_health_job", "storage_verify"}

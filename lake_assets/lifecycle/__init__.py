@@ -7,6 +7,8 @@
 - ``cold_compaction``: daily cold files of closed months -> one file per symbol-month.
 - ``storage_health``: bytes, partitions, rows, oldest/newest per dataset and tier, hot-disk free space,
   with asset checks that warn when the hot disk runs low or a move was left unfinished.
+- ``partitions_match_checksums``: an asset check on ``storage_health`` that verifies every partition copy
+  against its manifest (``lake storage --verify``), run daily by the ``storage_verify`` job.
 """
 
 import warnings
@@ -15,6 +17,7 @@ from typing import Optional
 import dagster as dg
 
 from lake_assets.metadata import OWNERS
+from lake_resources.damage import verify_lake
 from lake_resources.datasets import TIER_PREFERENCE
 from lake_resources.lifecycle import (
     compact,
@@ -218,6 +221,27 @@ def storage_health(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
+@dg.asset_check(
+    asset=storage_health,
+    name="partitions_match_checksums",
+    description="Every copy of every partition, in every tier, matches its manifest (SHA-256 and row count): "
+    "a truncated or overwritten Parquet file, or a corrupted warm block, fails this check naming the partition. "
+    "Re-materialize a damaged partition to repair it.",
+)
+def partitions_match_checksums(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    report = verify_lake(lake.lake(), progress=context.log.info)
+    for damage in report.damaged:
+        context.log.error(f"damaged: {damage.describe()}")
+    return dg.AssetCheckResult(
+        passed=not report.damaged,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{report.checked:,} partition copies verified, {len(report.damaged)} damaged",
+        metadata={"checked": dg.MetadataValue.int(report.checked), "damaged_count": len(report.damaged),
+                  "damaged": _table([d.as_dict() for d in report.damaged],
+                                    ["dataset", "partition", "tier", "uri", "detail"])},
+    )
+
+
 lifecycle_migration_job = dg.define_asset_job(
     "lifecycle_migration", selection=["tier_migration", "storage_health"],
     description="Move partitions between tiers by policy, then refresh storage health.",
@@ -227,6 +251,10 @@ lifecycle_compaction_job = dg.define_asset_job(
     description="Compact closed months in the cold tier, then refresh storage health.",
 )
 storage_health_job = dg.define_asset_job("storage_health_job", selection=["storage_health"])
+storage_verify_job = dg.define_asset_job(
+    "storage_verify", selection=dg.AssetSelection.checks(partitions_match_checksums),
+    description="Verify every partition copy against its manifest (as `lake storage --verify`).",
+)
 
 try:
     _policy = load_policy()
@@ -239,7 +267,8 @@ _status = dg.DefaultScheduleStatus.RUNNING if _policy.schedules_running else dg.
 
 defs = dg.Definitions(
     assets=[tier_migration, cold_compaction, storage_health],
-    jobs=[lifecycle_migration_job, lifecycle_compaction_job, storage_health_job],
+    asset_checks=[partitions_match_checksums],
+    jobs=[lifecycle_migration_job, lifecycle_compaction_job, storage_health_job, storage_verify_job],
     schedules=[
         dg.ScheduleDefinition(name="lifecycle_migration_daily", job=lifecycle_migration_job,
                               cron_schedule=_policy.migration_cron, execution_timezone="UTC", default_status=_status),
@@ -247,5 +276,7 @@ defs = dg.Definitions(
                               cron_schedule=_policy.compaction_cron, execution_timezone="UTC", default_status=_status),
         dg.ScheduleDefinition(name="storage_health_hourly", job=storage_health_job,
                               cron_schedule=_policy.storage_health_cron, execution_timezone="UTC", default_status=_status),
+        dg.ScheduleDefinition(name="storage_verify_daily", job=storage_verify_job,
+                              cron_schedule=_policy.verify_cron, execution_timezone="UTC", default_status=_status),
     ],
 )

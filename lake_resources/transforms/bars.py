@@ -193,7 +193,7 @@ def minute_bars_from_parquet(
     sources = [str(p) for p in paths]
     if not sources:
         return empty_bars()
-    lf = pl.scan_parquet(sources, storage_options=dict(storage_options) if storage_options else None)
+    lf = pl.scan_parquet(sources, storage_options=dict(storage_options) if storage_options else None, glob=False)
     where = f"ticks Parquet {sources[0]}" + (f" (+{len(sources) - 1} more)" if len(sources) > 1 else "")
     _check_tick_input(lf, where)
     lf = lf.select(_tick_columns(lf.collect_schema().names()))

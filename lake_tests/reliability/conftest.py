@@ -38,6 +38,9 @@ GROUPS = {
     "test_backfill_restart": "faults",
     "test_bad_input": "bad input",
     "test_security": "security",
+    "test_sql_readonly": "security",
+    "test_glob_home": "bad input",
+    "test_damage": "faults",
 }
 
 
