@@ -1,9 +1,10 @@
 """Bad input that is well formed: nonsense prices, decompression bombs, minute bars that are not minutes,
-duplicate JSON keys (issue 13, items 6 and 7). Each is quarantined with its reason, never stored silently,
-and the real fixture day and generated data lose nothing (no false quarantine).
+duplicate JSON keys, odd landing file names (issue 13, items 6 to 8). Each is quarantined with its reason,
+never stored silently, the rest proceeds, and the real fixture day and generated data lose nothing (no
+false quarantine).
 
 BI5 cases go through the real ``raw_dukascopy`` → ``ticks`` assets on the real fixture day with some hours
-damaged; vendor cases through ``parse_pull`` and the ``raw_vendor`` → ``bars_1m`` assets.
+damaged; vendor cases through ``parse_pull``, the ``raw_vendor`` → ``bars_1m`` assets and the landing sensor.
 """
 
 from __future__ import annotations
@@ -327,3 +328,90 @@ def test_bars_1m_takes_only_real_minutes_from_vendor_pulls(tmp_path, dagster_def
         ("b-fast.json", None, "2,000 records: a day holds at most 1,440 minute bars"),
         ("c-one-off.json", 1, "ts is not on a minute boundary"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Odd landing file names (issue 13, item 8): through the landing sensor and the run it requests
+# ---------------------------------------------------------------------------------------------
+LONG_VENDOR = "v" * 63  # the longest vendor name the landing accepts
+LONG_PULL_ID = "20190204T210500Z-" + "p" * 100  # a valid pull id; with that vendor the raw name passes 128
+
+
+@pytest.mark.data_loss
+def test_odd_landing_file_names_do_not_fail_the_vendor_day(tmp_path):
+    """A landing day with generated good pulls, a pull named ``v1..2.json`` and a long vendor name with a
+    long pull id: the sensor's run succeeds, ``v1..2`` is quarantined (kept raw) with the reason, the long
+    one is stored under a valid derived name and parsed, and every good pull reaches its dataset."""
+    import dagster as dg
+
+    from lake_assets.definitions import defs
+    from lake_assets.ingest.sensors import vendor_landing_sensor
+    from lake_assets.partitions import date_symbol_partitions
+    from lake_resources.generate import DEFAULT_VENDOR, generate
+    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+    from lake_resources.storage import Lake
+    from lake_resources.validation import validate_partition_value
+
+    lake = LakeResource(home=str(tmp_path / "lake"))
+    landing = lake.settings().landing_root
+    generate(landing, ["AAPL"], VDAY, VDAY, seed=11)
+    headline = {"ts": f"{VDAY}T15:00:00Z", "headline": "Odd name, good news"}
+    odd_dir = landing / "vendor" / DEFAULT_VENDOR / "headlines" / VDAY / "AAPL"
+    (odd_dir / "v1..2.json").write_bytes(make_pull(DEFAULT_VENDOR, "headlines", "AAPL", VDAY, PULLED_AT, [headline]))
+    long_headline = {"ts": f"{VDAY}T16:00:00Z", "headline": "Long vendor, long pull id"}
+    write_pull(landing, make_pull(LONG_VENDOR, "headlines", "AAPL", VDAY, PULLED_AT, [long_headline]),
+               vendor=LONG_VENDOR, feed="headlines", symbol="AAPL", day=VDAY, pull_id=LONG_PULL_ID)
+    resources = {"lake": lake, "io_manager": LakeIOManager(lake=lake),
+                 "dukascopy": DukascopyResource(url="file:///nonexistent-datafeed", lake=lake)}
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        sensed = vendor_landing_sensor(dg.build_sensor_context(instance=instance, resources={"lake": lake}))
+        [request] = sensed.run_requests
+        assert request.partition_key == f"{VDAY}|AAPL"
+        run = dg.materialize([*defs.assets, *defs.asset_checks], selection=request.asset_selection,
+                             tags={**request.tags, **date_symbol_partitions.get_tags_for_partition_key(request.partition_key)},
+                             resources=resources, instance=instance, raise_on_error=False)
+        assert run.success, failure_messages(run)
+        again = vendor_landing_sensor(dg.build_sensor_context(instance=instance, cursor=None, resources={"lake": lake}))
+        assert not again.run_requests  # everything, the odd names included, is captured as it is
+
+    client = LakeClient(lake.settings())
+    index = client.read("raw_vendor", symbols="AAPL")
+    status = dict(zip(index["pull_id"], index["status"]))
+    assert status.pop("v1..2") == "quarantined" and status.pop(LONG_PULL_ID) == "ok"
+    assert set(status.values()) == {"ok"} and len(status) == 3  # the generated bars, greeks, headlines
+    store = Lake(lake.settings())
+    for raw_file in index["raw_file"]:
+        assert store.raw.get_file(raw_file)  # every pull kept raw, the refused one too
+        validate_partition_value(raw_file.rsplit("/", 1)[-1])
+    quarantine = client.sql("select source, reason from quarantine where stage = 'vendor' and symbol = 'AAPL'")
+    [(source, reason)] = quarantine.rows()
+    assert source.endswith("/v1..2.json") and reason.startswith("landing file name: invalid partition value 'v1..2'")
+    headlines = client.read("headlines", symbols="AAPL")
+    assert "Long vendor, long pull id" in headlines["headline"].to_list()
+    assert "Odd name, good news" not in headlines["headline"].to_list()
+    assert client.read("bars_1m", symbols="AAPL").height == 390 and client.read("option_greeks", symbols="AAPL").height
+
+
+@pytest.mark.parametrize("feed", ["bars", "greeks", "headlines"])
+def test_raw_names_are_valid_for_any_landing_name(feed):
+    """Property over many names: any vendor name the landing accepts and any pull id (odd characters,
+    ``..``, 300 characters, empty) give a raw-zone name ``validate_partition_value`` accepts; distinct
+    content under one pull id gives distinct names."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from lake_assets.ingest.vendor import raw_filename
+    from lake_resources.validation import validate_partition_value
+
+    vendors = st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
+    digests = st.binary(min_size=1, max_size=8).map(lambda b: __import__("hashlib").sha256(b).hexdigest())
+
+    @settings(max_examples=200, deadline=None)
+    @given(vendors, st.text(max_size=300), digests, digests)
+    def check(vendor, pull_id, one, other):
+        name = raw_filename(vendor, feed, pull_id, one)
+        assert validate_partition_value(name) == name
+        if one != other:
+            assert raw_filename(vendor, feed, pull_id, one, hashed=True) != raw_filename(vendor, feed, pull_id, other, hashed=True)
+
+    check()
