@@ -98,11 +98,13 @@ def factor_expr(df: pl.DataFrame, symbol: str | None = None) -> pl.Expr:
 
 
 def jump_rule(df: pl.DataFrame, columns: Sequence[str], *, level_of: str, symbol: str | None = None,
-              valid: pl.Expr | None = None) -> tuple[pl.Expr, pl.Expr]:
+              valid: pl.Expr | None = None, level: pl.Expr | None = None) -> tuple[pl.Expr, pl.Expr]:
     """The price-jump rule over ``df``: ``(bad, reason)`` expressions. ``bad``: a price in ``columns``
     is more than its factor (:func:`jump_factor`) above or below the rolling level of ``level_of``
-    (:func:`rolling_level`, from the rows where ``valid`` holds); ``reason`` names the value and level."""
-    level = pl.lit(rolling_level(df, level_of, valid=valid))
+    (:func:`rolling_level`, from the rows where ``valid`` holds); ``reason`` names the value and level.
+    ``level``: a column of ``df`` already holding that level (for rules evaluated on a subset of rows)."""
+    if level is None:
+        level = pl.lit(rolling_level(df, level_of, valid=valid))
     factor = factor_expr(df, symbol)
     outside = [((pl.col(c) > level * factor) | (pl.col(c) < level / factor)).fill_null(False) for c in columns]
     bad = pl.any_horizontal(outside)

@@ -415,3 +415,38 @@ def test_raw_names_are_valid_for_any_landing_name(feed):
             assert raw_filename(vendor, feed, pull_id, one, hashed=True) != raw_filename(vendor, feed, pull_id, other, hashed=True)
 
     check()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored data: the checks see what got past ingestion (another feed, a hand-written partition)
+# ---------------------------------------------------------------------------------------------
+def test_price_check_fails_on_stored_nonsense_with_samples(day_ticks, bars_1m):
+    """Ticks at the u32 maximum and a bar at a hundred times its price, stored without going through the
+    tick quarantine: ``prices_valid`` fails, its failing rows name each value and the level."""
+    from lake_resources.quality import check_prices
+
+    ticks = normalize_ticks(day_ticks, "EURUSD")
+    assert check_prices(ticks).passed and check_prices(bars_1m).passed  # the real day: no false alarm
+    nonsense = ticks.with_columns(bid=pl.when(pl.int_range(pl.len()).is_in([500, 501])).then(42949.67295)
+                                  .otherwise(pl.col("bid")))
+    nonsense = nonsense.with_columns(ask=pl.max_horizontal("bid", "ask"))
+    outcome = check_prices(nonsense)
+    assert not outcome.passed and outcome.failing_rows["row"].to_list() == [500, 501]
+    assert outcome.failing_rows["problem"][0].startswith("price jump: bid 42949.67295 is more than 1.5x away")
+    spiked = bars_1m.with_columns(*(pl.when(pl.int_range(pl.len()) == 700).then(pl.col(c) * 100).otherwise(pl.col(c))
+                                    for c in ("open", "high", "low", "close")))
+    outcome = check_prices(spiked)
+    assert not outcome.passed and outcome.failing_rows["row"].to_list() == [700]
+
+
+def test_timestamp_check_fails_on_stored_bars_off_the_minute(bars_1m):
+    """A stored bars partition with a bar 130 ms past its minute: ``timestamps_in_day`` of a bars dataset
+    fails naming the row; the real bars pass."""
+    from lake_resources.quality import check_timestamps_in_day
+
+    assert check_timestamps_in_day(bars_1m, DAY, bars=True).passed
+    off = bars_1m.with_columns(ts=pl.when(pl.int_range(pl.len()) == 10).then(pl.col("ts") + pl.duration(milliseconds=130))
+                               .otherwise(pl.col("ts")))
+    outcome = check_timestamps_in_day(off, DAY, bars=True)
+    assert not outcome.passed and dict(outcome.failing_rows.select("row", "problem").iter_rows()) == {
+        10: "ts is not on a minute boundary"}
