@@ -22,9 +22,9 @@ import polars as pl
 from lake_resources.calendar import Market, market_of
 from lake_resources.instruments import UnknownSymbolError
 
-#: How far (as a factor) a price may stray from its rolling level, per market. Wide on purpose: a
-#: real day never comes near (the wildest real moves, e.g. EURCHF on 2015-01-15, stayed within 1.4x);
-#: what these catch is nonsense: a uint32 overflow (x37,000 on EURUSD), a wrong decimal factor (x10).
+#: How far (as a factor) a price may stray from its rolling level, per market. Wide on purpose: the
+#: wildest real moves stay under it (EURCHF on 2015-01-15 fell 1.20 -> 0.85, 1.41x); what these catch
+#: is nonsense: a uint32 overflow (x37,000 on EURUSD), a wrong decimal factor (x10).
 JUMP_FACTORS: dict[Market, float] = {Market.FX: 1.5, Market.CRYPTO: 2.0, Market.US_EQUITY: 2.0,
                                      Market.UNKNOWN: 2.0}
 #: Minutes with data on each side of a row's minute that its level is the median of.
