@@ -48,19 +48,22 @@ def _keys(df: pl.DataFrame) -> list[str]:
 
 
 def rolling_level(df: pl.DataFrame, price: str, *, valid: pl.Expr | None = None,
-                  half_window: int = LEVEL_HALF_WINDOW, _sorted: bool = False) -> pl.Series:
+                  half_window: int = LEVEL_HALF_WINDOW, one_symbol: bool = False,
+                  _sorted: bool = False) -> pl.Series:
     """Per row, the robust level of ``price`` around its minute (per symbol), computed from the rows
     where ``valid`` holds (default: all) and ``price`` is a positive finite number; a minute without
     such a row takes the level of the next minute that has one (null when none is left).
 
     Minutes are numbered by runs over the frame sorted by (symbol, ts), so the per-row level is a
     ``gather``, not a join; an unsorted frame is sorted first (stable) and put back in its order.
+    ``one_symbol``: the caller knows the frame holds one symbol (saves looking).
     """
-    several = "symbol" in df.columns and df["symbol"].n_unique() > 1
+    several = not one_symbol and "symbol" in df.columns and df["symbol"].n_unique() > 1
     keys = ["symbol"] if several else []
     if not (_sorted or (not several and df["ts"].is_sorted())):
         indexed = df.with_row_index("__lake_row").sort([*keys, "ts"], maintain_order=True, nulls_last=True)
-        level = rolling_level(indexed.drop("__lake_row"), price, valid=valid, half_window=half_window, _sorted=True)
+        level = rolling_level(indexed.drop("__lake_row"), price, valid=valid, half_window=half_window,
+                              one_symbol=one_symbol, _sorted=True)
         return level.gather(indexed["__lake_row"].arg_sort())
     if df.height == 0:
         return pl.Series(_LEVEL, [], dtype=pl.Float64)
@@ -98,13 +101,15 @@ def factor_expr(df: pl.DataFrame, symbol: str | None = None) -> pl.Expr:
 
 
 def jump_rule(df: pl.DataFrame, columns: Sequence[str], *, level_of: str, symbol: str | None = None,
-              valid: pl.Expr | None = None, level: pl.Expr | None = None) -> tuple[pl.Expr, pl.Expr]:
+              valid: pl.Expr | None = None, level: pl.Expr | None = None,
+              one_symbol: bool = False) -> tuple[pl.Expr, pl.Expr]:
     """The price-jump rule over ``df``: ``(bad, reason)`` expressions. ``bad``: a price in ``columns``
     is more than its factor (:func:`jump_factor`) above or below the rolling level of ``level_of``
     (:func:`rolling_level`, from the rows where ``valid`` holds); ``reason`` names the value and level.
-    ``level``: a column of ``df`` already holding that level (for rules evaluated on a subset of rows)."""
+    ``level``: a column of ``df`` already holding that level (for rules evaluated on a subset of rows);
+    ``one_symbol``: the frame holds only ``symbol``'s rows."""
     if level is None:
-        level = pl.lit(rolling_level(df, level_of, valid=valid))
+        level = pl.lit(rolling_level(df, level_of, valid=valid, one_symbol=one_symbol))
     factor = factor_expr(df, symbol)
     outside = [((pl.col(c) > level * factor) | (pl.col(c) < level / factor)).fill_null(False) for c in columns]
     bad = pl.any_horizontal(outside)

@@ -154,12 +154,16 @@ def _with_jump_rule(df: pl.DataFrame, rules: list[tuple[str | pl.Expr, pl.Expr]]
                     symbol: str | None) -> list[tuple[str | pl.Expr, pl.Expr]]:
     """``rules`` plus the price-jump rule (``transforms.domain``), judged on the rows no other rule
     refuses, against a level made of those rows only: a zero or crossed quote is refused for what it
-    is, and never moves the level."""
+    is, and never moves the level. The other rules are evaluated once here; the returned rules refer
+    to their result (one boolean column), so nothing is computed twice."""
     if df.height == 0:
         return rules
-    others_ok = ~pl.any_horizontal([bad for _, bad in rules])
+    others = df.select(pl.any_horizontal([bad for _, bad in rules]).alias("bad")).to_series()
+    others_ok = pl.lit(~others)
     bad, reason = domain.jump_rule(df, ("bid", "ask"), level_of="mid" if "mid" in df.columns else "bid",
-                                   symbol=symbol, valid=others_ok)
+                                   symbol=symbol, valid=others_ok, one_symbol=symbol is not None)
+    if not others.any():  # the usual case: only the jump rule can refuse anything
+        return [(reason, bad)]
     return [*rules, (reason, bad)]
 
 
