@@ -655,8 +655,9 @@ def _refuse_implausible_bars(frame: pl.DataFrame, symbol: str) -> tuple[pl.DataF
     and ``(record number, reason)`` of the others."""
     rules: list[tuple[str | pl.Expr, pl.Expr]] = list(domain.minute_bar_rules())
     others_ok = ~pl.any_horizontal([bad for _, bad in rules])
-    rules.append(tuple(reversed(domain.jump_rule(frame, ("open", "high", "low", "close"), level_of="close",
-                                                 symbol=symbol, valid=others_ok))))
+    jump, jump_reason = domain.jump_rule(frame, ("open", "high", "low", "close"), level_of="close", symbol=symbol,
+                                         valid=others_ok, one_symbol=True)
+    rules.append((jump_reason, jump))
     if not frame.select(pl.any_horizontal([bad for _, bad in rules]).any()).item():
         return frame.drop(_RECORD), []
     reason = pl.concat_str([pl.when(bad).then(pl.lit(t) if isinstance(t, str) else t) for t, bad in rules],
