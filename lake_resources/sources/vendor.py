@@ -63,6 +63,7 @@ import zstandard
 
 from lake_resources.instruments import catalogue
 from lake_resources.sources.dukascopy import SourceError
+from lake_resources.sources.json_keys import DuplicateKeys, duplicate_keys, loads_marking_duplicates
 from lake_resources.storage import write_atomic
 from lake_resources.transforms import domain
 from lake_resources.validation import (
@@ -426,42 +427,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-class _DuplicateKeys(dict):
-    """A JSON object that repeated a key (``json.loads`` would silently keep the last value)."""
-
-    duplicates: list[str]
-
-
-def _object_pairs_hook(found: list[int]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
-    """A ``json.loads`` object hook marking objects that repeat a key (and counting them in ``found``)."""
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) == len(pairs):
-            return out
-        seen: set[str] = set()
-        marked = _DuplicateKeys(out)
-        marked.duplicates = list(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
-        found[0] += 1
-        return marked
-
-    return hook
-
-
-def _duplicate_keys(value: Any) -> list[str]:
-    """Keys repeated in ``value`` or in any object nested in it (empty: none)."""
-    found: list[str] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _DuplicateKeys):
-            found += item.duplicates
-        if isinstance(item, dict):
-            stack += [v for v in item.values() if isinstance(v, (dict, list))]
-        elif isinstance(item, list):
-            stack += [v for v in item if isinstance(v, (dict, list))]
-    return list(dict.fromkeys(found))
-
-
 def _load_envelope(payload: bytes, max_bytes: int) -> tuple[Any, bool]:
     """The parsed JSON, and whether any object in it repeated a key."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -480,10 +445,8 @@ def _load_envelope(payload: bytes, max_bytes: int) -> tuple[Any, bool]:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _Bad(f"invalid UTF-8 at byte {exc.start}: {exc.reason}") from None
-    duplicates = [0]
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object_pairs_hook(duplicates)), \
-            duplicates[0] > 0
+        return loads_marking_duplicates(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise _Bad(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:  # NaN / Infinity
@@ -523,8 +486,8 @@ def _check_envelope(
 ) -> _PullContext:
     if not isinstance(envelope, dict):
         raise _Bad(f"payload is a JSON {_json_type(envelope)}, expected an object (the pull envelope)")
-    repeated = [] if not duplicates else _duplicate_keys({k: v for k, v in envelope.items() if k != "records"})
-    if isinstance(envelope, _DuplicateKeys):
+    repeated = [] if not duplicates else duplicate_keys({k: v for k, v in envelope.items() if k != "records"})
+    if isinstance(envelope, DuplicateKeys):
         repeated = list(dict.fromkeys([*envelope.duplicates, *repeated]))
     if repeated:
         raise _Bad(f"envelope: duplicate JSON key(s) {', '.join(map(repr, repeated))}: which value is meant cannot be told")
@@ -556,7 +519,7 @@ def _check_envelope(
 def _parse_record(record: Any, spec: _FeedSpec, ctx: _PullContext, day_start_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(record, dict):
         raise _Bad(f"record is a JSON {_json_type(record)}, expected an object")
-    repeated = _duplicate_keys(record) if ctx.duplicates else []
+    repeated = duplicate_keys(record) if ctx.duplicates else []
     if repeated:
         raise _Bad(f"duplicate JSON key(s) {', '.join(map(repr, repeated))} in the record: which value is meant "
                    "cannot be told")
