@@ -28,6 +28,15 @@ CANDLE_RECORD = np.dtype(
 )
 TS_DTYPE = pl.Datetime("ns", "UTC")
 MS_PER_HOUR = 3_600_000
+#: Most tick records one hourly file may hold. Dukascopy's busiest hours hold tens of thousands and the
+#: benchmark's synthetic days under 100,000 an hour; 4 million (1,111 ticks a second for a whole hour)
+#: is far beyond any real feed, so a file decompressing to more (80 MB) is refused unread as a
+#: decompression bomb, without ever allocating more than that bound.
+MAX_TICKS_PER_HOUR = 4_000_000
+MAX_HOUR_BYTES = MAX_TICKS_PER_HOUR * 20
+#: BI5 prices are uint32 points; the type's maximum is what an overflowed or unset field reads as
+#: (EURUSD 42,949.67295), never a quote: such records are set aside like records beyond the hour.
+U32_MAX = 2**32 - 1
 _NS_PER_MS = 1_000_000
 _NS_PER_S = 1_000_000_000
 
@@ -43,16 +52,49 @@ def _epoch_ns(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * _NS_PER_S + delta.microseconds * 1_000
 
 
-def decompress(payload: bytes, *, name: str = "<bytes>") -> bytes:
-    """LZMA-decompress one file; a 0-byte file is an empty period (returns b"")."""
+_CHUNK = 16 * 1024 * 1024  # decompressed bytes per step of decompress()
+
+
+class Bi5TooLarge(Bi5Error):
+    """A payload decompresses to more than the allowed bound (a decompression bomb)."""
+
+
+def decompress(payload: bytes, *, name: str = "<bytes>", max_bytes: int | None = None) -> bytes:
+    """LZMA-decompress one file; a 0-byte file is an empty period (returns b"").
+
+    With ``max_bytes``, output beyond it raises :class:`Bi5TooLarge` having held at most
+    ``max_bytes + 1`` decompressed bytes (``LZMADecompressor(max_length=…)``), so a few KB that would
+    expand to gigabytes cost nothing. Like ``lzma.decompress``, concatenated streams are read and
+    trailing bytes that are not a stream are ignored.
+    """
     if not payload:
         return b""
-    try:
-        return lzma.decompress(payload)
-    except lzma.LZMAError as exc:
-        raise Bi5Error(f"{name}: corrupt or truncated LZMA stream ({exc})") from None
-    except EOFError:
-        raise Bi5Error(f"{name}: truncated LZMA stream (ended before the end marker)") from None
+    parts: list[bytes] = []
+    size, data, first = 0, payload, True
+    while data:
+        decomp = lzma.LZMADecompressor()
+        while True:  # in chunks: a bomb is stopped holding the bound, not twice it (as one big call would)
+            room = _CHUNK if max_bytes is None else min(_CHUNK, max_bytes + 1 - size)
+            try:
+                part = decomp.decompress(data, max_length=room)
+            except lzma.LZMAError as exc:
+                if not first:  # trailing junk after a complete stream, as lzma.decompress tolerates
+                    return b"".join(parts)
+                raise Bi5Error(f"{name}: corrupt or truncated LZMA stream ({exc})") from None
+            data = b""
+            size += len(part)
+            if max_bytes is not None and size > max_bytes:
+                raise Bi5TooLarge(
+                    f"{name}: decompresses to more than {max_bytes:,} bytes (the bound of {max_bytes // 20:,} "
+                    "tick records an hour): refused as a decompression bomb"
+                )
+            parts.append(part)
+            if decomp.eof:
+                break
+            if decomp.needs_input:
+                raise Bi5Error(f"{name}: truncated LZMA stream (ended before the end marker)")
+        data, first = decomp.unused_data, False
+    return parts[0] if len(parts) == 1 else b"".join(parts)  # one stream (every real file): no copy
 
 
 def records(raw: bytes, dtype: np.dtype, *, name: str = "<bytes>") -> np.ndarray:
@@ -64,9 +106,9 @@ def records(raw: bytes, dtype: np.dtype, *, name: str = "<bytes>") -> np.ndarray
     return np.frombuffer(raw, dtype=dtype)
 
 
-def tick_points(payload: bytes, *, name: str = "<bytes>") -> np.ndarray:
+def tick_points(payload: bytes, *, name: str = "<bytes>", max_bytes: int | None = MAX_HOUR_BYTES) -> np.ndarray:
     """Decompress and view a tick file as raw integer-point records (no normalisation)."""
-    return records(decompress(payload, name=name), TICK_RECORD, name=name)
+    return records(decompress(payload, name=name, max_bytes=max_bytes), TICK_RECORD, name=name)
 
 
 def beyond_hour_records(recs: np.ndarray) -> np.ndarray:
@@ -81,6 +123,14 @@ def beyond_hour_records(recs: np.ndarray) -> np.ndarray:
     if int(ms.max()) < MS_PER_HOUR:
         return np.empty(0, dtype=np.intp)
     return np.flatnonzero(ms >= MS_PER_HOUR)
+
+
+def sentinel_price_records(recs: np.ndarray) -> np.ndarray:
+    """Indices of tick records whose bid or ask is the uint32 maximum (not a price: see ``U32_MAX``).
+    Two reductions settle the normal case, as in :func:`beyond_hour_records`."""
+    if recs.size == 0 or max(int(recs["ask"].max()), int(recs["bid"].max())) < U32_MAX:
+        return np.empty(0, dtype=np.intp)
+    return np.flatnonzero((recs["ask"] == U32_MAX) | (recs["bid"] == U32_MAX))
 
 
 def _tick_columns(recs: np.ndarray, hour_start_ns: np.ndarray | int, factor: float) -> dict[str, np.ndarray]:
@@ -111,9 +161,11 @@ def ticks_frame(recs: np.ndarray, hour_start_ns: np.ndarray | int, decimal_facto
     return _columns_frame(_tick_columns(recs, hour_start_ns, float(decimal_factor)))
 
 
-def decode_ticks(payload: bytes, hour_start: datetime, decimal_factor: int, *, name: str = "<bytes>") -> pl.DataFrame:
-    """Decode one hourly tick file into ``ts, bid, ask, bid_volume, ask_volume``."""
-    return ticks_frame(tick_points(payload, name=name), _epoch_ns(hour_start), decimal_factor)
+def decode_ticks(payload: bytes, hour_start: datetime, decimal_factor: int, *, name: str = "<bytes>",
+                 max_bytes: int | None = MAX_HOUR_BYTES) -> pl.DataFrame:
+    """Decode one hourly tick file into ``ts, bid, ask, bid_volume, ask_volume`` (at most ``max_bytes``
+    decompressed: :class:`Bi5TooLarge` beyond)."""
+    return ticks_frame(tick_points(payload, name=name, max_bytes=max_bytes), _epoch_ns(hour_start), decimal_factor)
 
 
 def decode_day_ticks(
@@ -143,18 +195,28 @@ class HourProblem:
     rejected_records: int | None  # None: the whole file was unreadable
 
 
-def _hour_records(hour: int, payload: bytes, name: str) -> tuple[np.ndarray | None, HourProblem | None]:
-    """One hour's records (worker thread): decompress, view, set aside records beyond the hour.
-    Returns (records or None for an unreadable file, its problem if any)."""
+def _hour_records(hour: int, payload: bytes, name: str,
+                  max_bytes: int | None) -> tuple[np.ndarray | None, list[HourProblem]]:
+    """One hour's records (worker thread): decompress (bounded), view, set aside records beyond the
+    hour or priced at the uint32 maximum. Returns (records or None for an unreadable file, problems)."""
     try:
-        recs = records(decompress(payload, name=name), TICK_RECORD, name=name)
+        recs = records(decompress(payload, name=name, max_bytes=max_bytes), TICK_RECORD, name=name)
     except Bi5Error as exc:
-        return None, HourProblem(hour, name, str(exc), None)
+        return None, [HourProblem(hour, name, str(exc), None)]
+    problems = []
     beyond = beyond_hour_records(recs)
-    if not beyond.size:
-        return recs, None
-    message = f"{name}: {beyond.size} record(s) with a timestamp beyond the hour (ms >= {MS_PER_HOUR})"
-    return np.delete(recs, beyond), HourProblem(hour, name, message, beyond.size)
+    if beyond.size:
+        message = f"{name}: {beyond.size} record(s) with a timestamp beyond the hour (ms >= {MS_PER_HOUR})"
+        problems.append(HourProblem(hour, name, message, beyond.size))
+    sentinel = sentinel_price_records(recs)
+    if sentinel.size:
+        sentinel = np.setdiff1d(sentinel, beyond, assume_unique=True)
+        if sentinel.size:
+            message = f"{name}: {sentinel.size} record(s) with a bid or ask at the uint32 maximum ({U32_MAX}): not a price"
+            problems.append(HourProblem(hour, name, message, sentinel.size))
+    if not problems:
+        return recs, problems
+    return np.delete(recs, np.union1d(beyond, sentinel)), problems
 
 
 def _fill_columns(recs: np.ndarray, hour_start_ns: int, factor: float, out: dict[str, np.ndarray], start: int) -> None:
@@ -186,11 +248,14 @@ def decode_day_ticks_checked(
     *,
     names: Sequence[str] | None = None,
     threads: int = 2,
+    max_hour_bytes: int | None = MAX_HOUR_BYTES,
 ) -> tuple[pl.DataFrame, list[HourProblem]]:
     """Decode a day's 24 hourly payloads, setting aside what cannot be trusted.
 
-    An hour whose file is corrupt, truncated or ragged is skipped whole; records whose offset lies
-    beyond the hour (ms >= 3,600,000) are dropped. Each is reported as a :class:`HourProblem`.
+    An hour whose file is corrupt, truncated, ragged or decompresses to more than ``max_hour_bytes``
+    (:data:`MAX_HOUR_BYTES`: a decompression bomb, stopped at the bound) is skipped whole; records whose
+    offset lies beyond the hour (ms >= 3,600,000) or priced at the uint32 maximum are dropped. Each is
+    reported as one :class:`HourProblem` (a count, not a row per record).
 
     Both stages run in ``threads`` threads (LZMA and numpy's casts release the GIL): the hours are
     decompressed, then each hour converts its records straight into its rows of the day's columns,
@@ -206,8 +271,8 @@ def decode_day_ticks_checked(
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 and len(work) > 1 else None
     run = pool.map if pool is not None else map
     try:
-        found = dict(zip(work, run(lambda h: _hour_records(h, hours[h], names[h]), work)))
-        problems = [found[h][1] for h in sorted(found) if found[h][1] is not None]
+        found = dict(zip(work, run(lambda h: _hour_records(h, hours[h], names[h], max_hour_bytes), work)))
+        problems = [p for h in sorted(found) for p in found[h][1]]
         decoded = {h: recs for h, (recs, _) in found.items() if recs is not None}
         del found
         total = sum(len(recs) for recs in decoded.values())

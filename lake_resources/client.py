@@ -19,6 +19,7 @@ import polars as pl
 
 from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
+from lake_resources.instruments import require_known_symbols
 from lake_resources.settings import LakeSettings
 from lake_resources.sqlsafe import check_read_only, lock_down, sql_path
 from lake_resources.storage import Lake, Located, cast_to_schema
@@ -57,10 +58,22 @@ class LakeClient:
     def partitions(self, dataset: str, *, symbols: Iterable[str] | None = None, start: TimeLike | None = None,
                    end: TimeLike | None = None, tier: str | None = None) -> list[Located]:
         spec = dataset_spec(dataset)
-        syms = [validate_symbol(s) for s in symbols] if symbols is not None else None
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        syms = self.check_symbols(spec.name, symbols) if symbols is not None else None
         lo = _to_datetime(start, end=False).date() if start is not None else None
         hi = (_to_datetime(end, end=True) - timedelta(microseconds=1)).date() if end is not None else None
         return self.lake.locate(spec, syms, lo, hi, tier)
+
+    def check_symbols(self, dataset: str, symbols: Iterable[str]) -> list[str]:
+        """Canonical ``symbols``; ``LakeValidationError`` for one that is neither in ``LAKE_SYMBOLS`` nor
+        stored in ``dataset`` (unknown to the catalogue, or known but not ingested: the message says how
+        to add it). Datasets not partitioned by symbol take any valid symbol."""
+        spec = dataset_spec(dataset)
+        if "symbol" not in spec.partition_by:
+            return [validate_symbol(s) for s in symbols]
+        return require_known_symbols(symbols, self.settings.symbols,
+                                     stored=lambda s: bool(self.lake.locate(spec, [s])))
 
     # reads -------------------------------------------------------------------------------
     def read(

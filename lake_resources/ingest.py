@@ -61,13 +61,61 @@ def read_raw_day(lake: Lake, symbol: str, day: date, hours: pl.DataFrame) -> tup
     return payloads, lost
 
 
+#: Bad ticks of one hour listed one quarantine row each up to this many; beyond it the hour's bad ticks
+#: are one row (with their count per reason), and if they are also most of the hour the whole hour is
+#: refused: a file of garbage must not turn into millions of quarantine rows. The raw file keeps them all.
+TICK_ROWS_PER_HOUR = 1_000
+
+
+def _tick_rows(bad: pl.DataFrame) -> pl.DataFrame:
+    return bad.select(
+        "ts", pl.lit("ticks").alias("stage"), "symbol", pl.lit("decoded ticks").alias("source"),
+        pl.lit(None, pl.Int64).alias("record"), "reason",
+        pl.format("bid={} ask={} bid_volume={} ask_volume={}", "bid", "ask", "bid_volume", "ask_volume").alias("detail"),
+    )
+
+
+def _bad_ticks_by_hour(symbol: str, start: datetime, good: pl.DataFrame, bad: pl.DataFrame,
+                       names: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(good ticks, quarantine rows)``: one row per bad tick, except in an hour with more than
+    ``TICK_ROWS_PER_HOUR`` of them (see there)."""
+    if bad.height <= TICK_ROWS_PER_HOUR:
+        return good, _tick_rows(bad)
+    hour = pl.col("ts").dt.hour().alias("__hour")
+    bad_per_hour = dict(bad.group_by(hour).len().iter_rows())
+    heavy = {h for h, n in bad_per_hour.items() if h is not None and n > TICK_ROWS_PER_HOUR}
+    if not heavy:
+        return good, _tick_rows(bad)
+    good_per_hour = dict(good.group_by(hour).len().iter_rows())
+    refused = {h for h in heavy if bad_per_hour[h] > good_per_hour.get(h, 0)}
+    rows = []
+    for h in sorted(heavy):
+        counts = (bad.filter(hour == h)["reason"].str.replace(r"^price jump: .*", "price jump")
+                  .value_counts(sort=True).iter_rows())
+        listed = "; ".join(f"{reason}: {n:,}" for reason, n in counts)
+        total = bad_per_hour[h] + good_per_hour.get(h, 0)
+        if h in refused:
+            reason = (f"{names[h]}: hour refused whole: {bad_per_hour[h]:,} of its {total:,} ticks break the "
+                      f"tick rules ({listed})")
+        else:
+            reason = (f"{names[h]}: {bad_per_hour[h]:,} of {total:,} ticks refused ({listed}); too many to list "
+                      "one by one, the raw file keeps them")
+        rows.append({"ts": start.replace(hour=h), "stage": "ticks", "symbol": symbol, "source": names[h],
+                     "record": None, "reason": reason, "detail": f"{bad_per_hour[h]:,} records"})
+    if refused:
+        good = good.filter(~hour.is_in(sorted(refused)))
+    listed_one_by_one = _tick_rows(bad.filter(~hour.is_in(sorted(heavy)).fill_null(True)))
+    return good, pl.concat([pl.DataFrame(rows, schema=QUARANTINE_SCHEMA), listed_one_by_one])
+
+
 def ticks_from_payloads(
     symbol: str, day: date, payloads: Sequence[bytes | None], names: Sequence[str], lost_hours: Sequence[int] = ()
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decode, normalize and split a day's payloads into ``(ticks, quarantine rows)``."""
     decoded, problems = bi5.decode_day_ticks_checked(payloads, day, instrument(symbol).decimal_factor, names=names)
-    good, bad = split_bad_ticks(normalize_ticks(decoded, symbol), day=day)
+    good, bad = split_bad_ticks(normalize_ticks(decoded, symbol), day=day, symbol=symbol)
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    good, bad_rows = _bad_ticks_by_hour(symbol, start, good, bad, names)
     rows = [
         {"ts": start.replace(hour=h), "stage": "ticks", "symbol": symbol, "source": names[h], "record": None,
          "reason": "raw file listed as present is missing from the raw zone", "detail": None}
@@ -78,12 +126,8 @@ def ticks_from_payloads(
         for p in problems
     ]
     quarantine = pl.DataFrame(rows, schema=QUARANTINE_SCHEMA)
-    if bad.height:
-        quarantine = pl.concat([quarantine, bad.select(
-            "ts", pl.lit("ticks").alias("stage"), "symbol", pl.lit("decoded ticks").alias("source"),
-            pl.lit(None, pl.Int64).alias("record"), "reason",
-            pl.format("bid={} ask={} bid_volume={} ask_volume={}", "bid", "ask", "bid_volume", "ask_volume").alias("detail"),
-        )])
+    if bad_rows.height:
+        quarantine = pl.concat([quarantine, bad_rows])
     return good, quarantine
 
 

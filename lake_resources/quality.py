@@ -17,6 +17,7 @@ from typing import Any, Literal
 import polars as pl
 
 from lake_resources.calendar import Market, expected_hours, market_of
+from lake_resources.transforms import domain
 from lake_resources.transforms.ticks import TS_DTYPE
 
 Severity = Literal["ERROR", "WARN"]
@@ -33,13 +34,14 @@ class CheckOutcome:
     failing_rows: pl.DataFrame | None = None
 
 
-def _rows_where(df: pl.DataFrame, problems: Sequence[tuple[str, pl.Expr]]) -> pl.DataFrame:
+def _rows_where(df: pl.DataFrame, problems: Sequence[tuple[str | pl.Expr, pl.Expr]]) -> pl.DataFrame:
     """Rows breaking at least one rule, numbered (``row``) and labelled (``problem``)."""
     # The rules are evaluated on every row (windows such as diff() need the whole frame), the labels
     # only on the failing rows: building a string per row made a check ~10x slower on a clean frame.
     flags = [f"__lake_rule_{i}" for i in range(len(problems))]
     problem = pl.concat_str(
-        [pl.when(pl.col(flag)).then(pl.lit(text)) for flag, (text, _) in zip(flags, problems)],
+        [pl.when(pl.col(flag)).then(pl.lit(text) if isinstance(text, str) else text)
+         for flag, (text, _) in zip(flags, problems)],
         separator="; ",
         ignore_nulls=True,
     ).alias("problem")
@@ -87,24 +89,25 @@ def _day_bounds(day: date) -> tuple[pl.Expr, pl.Expr]:
 # --- timestamps -------------------------------------------------------------------------------------
 
 
-def check_timestamps_in_day(df: pl.DataFrame, day: date) -> CheckOutcome:
-    """Every ``ts`` is inside the UTC day and none goes back in time (within a symbol)."""
+def check_timestamps_in_day(df: pl.DataFrame, day: date, *, bars: bool = False) -> CheckOutcome:
+    """Every ``ts`` is inside the UTC day and none goes back in time (within a symbol); with ``bars``,
+    each is also on a minute boundary (bars of a minute or more open on one)."""
     start, end = _day_bounds(day)
     ts = pl.col("ts")
     went_back = ts.diff().over("symbol") if "symbol" in df.columns else ts.diff()
-    failing = _rows_where(
-        df,
-        [
-            ("null ts", ts.is_null()),
-            (f"ts outside {day} UTC", (ts < start) | (ts >= end)),
-            ("ts earlier than the row before", went_back < pl.duration(nanoseconds=0)),
-        ],
-    )
+    rules = [
+        ("null ts", ts.is_null()),
+        (f"ts outside {day} UTC", (ts < start) | (ts >= end)),
+        ("ts earlier than the row before", went_back < pl.duration(nanoseconds=0)),
+    ]
+    if bars:
+        rules.append(domain.minute_bar_rules()[0])
     return _outcome(
-        failing,
+        _rows_where(df, rules),
         df.height,
         what=f"have a bad timestamp for {day}",
-        ok=f"all {df.height:,} timestamps are inside {day} UTC and non-decreasing",
+        ok=f"all {df.height:,} timestamps are inside {day} UTC and non-decreasing"
+        + (", on minute boundaries" if bars else ""),
         metadata={"day": day.isoformat()},
     )
 
@@ -121,10 +124,13 @@ def _has_values(df: pl.DataFrame, name: str) -> bool:
 
 
 def check_prices(df: pl.DataFrame) -> CheckOutcome:
-    """Prices are positive and finite; bid <= ask (ticks) and bid_x <= ask_x (bars).
+    """Prices are positive and finite; bid <= ask (ticks) and bid_x <= ask_x (bars); no price jump.
 
     ``bid``/``ask``/``mid`` and bar ``open``/``high``/``low``/``close`` must be present in every
-    row; bar ``bid_*``/``ask_*`` may be null (vendor bars), but not zero, negative or NaN.
+    row; bar ``bid_*``/``ask_*`` may be null (vendor bars), but not zero, negative or NaN. A price
+    jump: a tick's bid or ask, or a bar's open/high/low/close, more than its market's factor away from
+    the robust rolling level of mid (ticks) or close (bars) (``transforms.domain``), among rows whose
+    prices are otherwise fine.
     """
     rules: list[tuple[str, pl.Expr]] = []
     checked = []
@@ -151,13 +157,42 @@ def check_prices(df: pl.DataFrame) -> CheckOutcome:
         return CheckOutcome(
             False, "ERROR", f"no price columns to check among {df.columns}", {"columns": df.columns}
         )
+    frame, jumps = _with_jump_rule(df, rules)
+    failing = _rows_where(frame, [*rules, *jumps])
+    if jumps:
+        failing = failing.drop(_LEVEL)
     return _outcome(
-        _rows_where(df, rules),
+        failing,
         df.height,
         what="have a bad price",
-        ok=f"all {df.height:,} rows have positive finite prices and bid <= ask ({', '.join(checked)})",
-        metadata={"columns": checked},
+        ok=f"all {df.height:,} rows have positive finite prices, bid <= ask and no price jump ({', '.join(checked)})",
+        metadata={"columns": checked, **({"jump_factors": _jump_factors(df)} if jumps else {})},
     )
+
+
+_LEVEL = "__lake_level"
+
+
+def _jump_factors(df: pl.DataFrame) -> dict[str, float]:
+    symbols = df["symbol"].drop_nulls().unique().sort().to_list() if "symbol" in df.columns else []
+    return {s: domain.jump_factor(s) for s in symbols}
+
+
+def _with_jump_rule(df: pl.DataFrame, rules: list[tuple[str, pl.Expr]]) -> tuple[pl.DataFrame, list]:
+    """``df`` with its rolling price level as a column, and the jump rule over it (ticks: bid/ask
+    against mid; bars: open/high/low/close against close); ``(df, [])`` when neither applies."""
+    if {"bid", "ask", "mid"} <= set(df.columns):
+        columns, level_of = ("bid", "ask"), "mid"
+    elif {"open", "high", "low", "close"} <= set(df.columns):
+        columns, level_of = ("open", "high", "low", "close"), "close"
+    else:
+        return df, []
+    if df.height == 0 or "ts" not in df.columns:
+        return df, []
+    valid = ~pl.any_horizontal([bad.fill_null(False) for _, bad in rules]) if rules else None
+    frame = df.with_columns(domain.rolling_level(df, level_of, valid=valid).alias(_LEVEL))
+    bad, reason = domain.jump_rule(frame, columns, level_of=level_of, valid=valid, level=pl.col(_LEVEL))
+    return frame, [(reason, bad)]
 
 
 def check_ohlc(df: pl.DataFrame) -> CheckOutcome:

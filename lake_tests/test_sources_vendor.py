@@ -124,11 +124,12 @@ def test_zstd_pull_round_trip_parses_like_the_plain_pull(tmp_path: Path):
 
 
 def test_timestamps_keep_nanoseconds_and_honour_offsets():
+    # headlines: a minute bar off the minute boundary is refused (test_bad_input covers that)
     records = [
-        _bar(0, ts="2024-01-02T14:30:00.123456789Z"),
-        _bar(0, ts="2024-01-02T15:31:00+01:00"),
+        {"ts": "2024-01-02T14:30:00.123456789Z", "headline": "a"},
+        {"ts": "2024-01-02T15:31:00+01:00", "headline": "b"},
     ]
-    result = _parse("bars", _bytes(_envelope(records)))
+    result = _parse("headlines", _bytes(_envelope(records, feed="headlines")))
     assert result.quarantine == []
     base_ns = int(_utc(2024, 1, 2, 14, 30).timestamp()) * 1_000_000_000
     assert result.frame["ts"].dt.epoch("ns").to_list() == [base_ns + 123_456_789, base_ns + 60 * 1_000_000_000]

@@ -6,8 +6,9 @@ fastest tier holding it, as ``Lake.read_partition``) and evaluating the kinds of
 - ``schema``: the dataset's pandera (polars) schema; **blocking**: a failure stops everything
   downstream in the run. Always emits a result (an unreadable partition is a failure), with the
   failure count, a sample of failure cases and of the failing rows (markdown tables).
-- ``timestamps``: every ``ts`` inside the partition's UTC day and non-decreasing.
-- ``prices``: prices > 0 and finite, bid <= ask. ``ohlc``: low <= open, close <= high.
+- ``timestamps``: every ``ts`` inside the partition's UTC day and non-decreasing (bars: on a minute boundary).
+- ``prices``: prices > 0 and finite, bid <= ask, no price jump against the robust rolling level
+  (``lake_resources.transforms.domain``). ``ohlc``: low <= open, close <= high.
 - ``duplicates``: rows repeating an earlier row on the dataset's key columns.
 - ``gaps``: UTC hours of the instrument's trading hours without data (weekends and the closures of
   ``lake_resources.calendar`` are not gaps), listed in the result.
@@ -71,9 +72,10 @@ class CheckKind:
 CHECK_KINDS: dict[str, CheckKind] = {
     SCHEMA: CheckKind("schema_valid", "Rows match the dataset's pandera schema (column types, nullability, value "
                       "rules). Blocking: a failure stops downstream assets."),
-    TIMESTAMPS: CheckKind("timestamps_in_day", "Every ts is inside the partition's UTC day and never goes back in time.",
-                          ("date",)),
-    PRICES: CheckKind("prices_valid", "Prices are positive and finite; bid <= ask."),
+    TIMESTAMPS: CheckKind("timestamps_in_day", "Every ts is inside the partition's UTC day and never goes back in time "
+                          "(bars: on a minute boundary).", ("date",)),
+    PRICES: CheckKind("prices_valid", "Prices are positive and finite; bid <= ask; no price jump against the rolling "
+                      "median level (a factor per market)."),
     OHLC: CheckKind("ohlc_consistent", "low <= open, close <= high (mid, and bid/ask where present)."),
     DUPLICATES: CheckKind("no_duplicates", "No row repeats an earlier row on the dataset's key columns."),
     GAPS: CheckKind("no_trading_hour_gaps", "Every UTC hour inside the instrument's trading hours has data "
@@ -264,6 +266,7 @@ class CheckOptions:
     duplicate_severity: str = "ERROR"
     gaps_for_source: str | None = None  # only symbols of this catalogue source are expected to have data
     trailing_days: int = 20
+    bars: bool = False  # a bars dataset: timestamps on minute boundaries
 
 
 def _evaluate(kind: str, data: PartitionData, spec: DatasetSpec, store: Lake, options: CheckOptions,
@@ -290,7 +293,7 @@ def _evaluate(kind: str, data: PartitionData, spec: DatasetSpec, store: Lake, op
                 meta["failing_rows_sample"] = _md(frame.with_row_index("row").filter(pl.col("row").is_in(rows)))
         return Evaluated(outcome.passed, "ERROR", outcome.message, meta)
     if kind == TIMESTAMPS:
-        return _from_outcome(quality.check_timestamps_in_day(frame, data.day))
+        return _from_outcome(quality.check_timestamps_in_day(frame, data.day, bars=options.bars))
     if kind == PRICES:
         return _from_outcome(quality.check_prices(frame))
     if kind == OHLC:
@@ -397,13 +400,15 @@ def build_dataset_checks(
     duplicate_severity: str = "ERROR",
     gaps_for_source: str | None = None,
     trailing_days: int = 20,
+    bars: bool = False,
 ) -> dg.AssetChecksDefinition:
     """Asset checks of ``kinds_of_checks`` (see :data:`CHECK_KINDS`) for an asset storing ``dataset_name``.
 
     Partitioned like the asset (``partitions_def`` defaults to the asset's); reads each partition through
     the lake (resource ``lake``). ``duplicate_keys``: key columns for ``duplicates`` (default: all
     columns); ``gaps_for_source``: only symbols whose catalogue source is this are expected to have data
-    (e.g. ``"dukascopy"`` for ticks); ``trailing_days``: history of ``row_count``.
+    (e.g. ``"dukascopy"`` for ticks); ``trailing_days``: history of ``row_count``; ``bars``: a bars
+    dataset, whose ``timestamps`` check also wants every ``ts`` on a minute boundary.
     """
     spec = dataset_spec(dataset_name)
     kinds = list(dict.fromkeys(kinds_of_checks))
@@ -425,7 +430,7 @@ def build_dataset_checks(
         raise ValueError(f"{asset_key.to_user_string()}: dataset {spec.name} is partitioned by {spec.partition_by or 'nothing'} "
                          f"but the checks' partitions definition is {partitions_def!r}")
     options = CheckOptions(tuple(duplicate_keys) if duplicate_keys else None, duplicate_severity,
-                           gaps_for_source, trailing_days)
+                           gaps_for_source, trailing_days, bars)
     specs = {
         kind: dg.AssetCheckSpec(
             CHECK_KINDS[kind].check_name,
@@ -512,12 +517,12 @@ CHECKS: list[dg.AssetChecksDefinition] = [
     # exact repeats of a tick can be real quotes: worth a look (WARN), not a reason to block
     build_dataset_checks(ticks, "ticks", (SCHEMA, TIMESTAMPS, PRICES, DUPLICATES, GAPS, ROW_COUNT, CHECKSUM),
                          duplicate_severity="WARN", gaps_for_source="dukascopy"),
-    build_dataset_checks(bars_1m, "bars_1m", _BAR_CHECKS, duplicate_keys=("symbol", "ts")),
-    build_dataset_checks(bars_5m, "bars_5m", _BAR_CHECKS, duplicate_keys=("symbol", "ts")),
-    build_dataset_checks(bars_1h, "bars_1h", _BAR_CHECKS, duplicate_keys=("symbol", "ts")),
+    build_dataset_checks(bars_1m, "bars_1m", _BAR_CHECKS, duplicate_keys=("symbol", "ts"), bars=True),
+    build_dataset_checks(bars_5m, "bars_5m", _BAR_CHECKS, duplicate_keys=("symbol", "ts"), bars=True),
+    build_dataset_checks(bars_1h, "bars_1h", _BAR_CHECKS, duplicate_keys=("symbol", "ts"), bars=True),
     # one bar a day: neither hourly gaps nor row-count anomalies mean anything here
     build_dataset_checks(bars_1d, "bars_1d", (SCHEMA, TIMESTAMPS, PRICES, OHLC, DUPLICATES, CHECKSUM),
-                         duplicate_keys=("symbol", "ts")),
+                         duplicate_keys=("symbol", "ts"), bars=True),
     build_dataset_checks(option_greeks, "option_greeks", (SCHEMA, TIMESTAMPS, DUPLICATES, ROW_COUNT, CHECKSUM),
                          duplicate_keys=FEED_KEYS["greeks"]),
     build_dataset_checks(headlines, "headlines", (SCHEMA, TIMESTAMPS, DUPLICATES, CHECKSUM),

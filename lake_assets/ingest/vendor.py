@@ -31,6 +31,7 @@ from lake_resources.sources.vendor import (
     FEEDS,
     LandingDirVendor,
     ParseResult,
+    Quarantined,
     combine_results,
     compress_pull,
     empty_frame,
@@ -39,7 +40,7 @@ from lake_resources.sources.vendor import (
 )
 from lake_resources.storage import Lake, LakeStorageError, PartitionNotFound
 from lake_resources.transforms.bars import empty_bars, uniform_bars
-from lake_resources.validation import LakeValidationError
+from lake_resources.validation import LakeValidationError, validate_partition_value
 
 RAW_SOURCE = "vendor"  # raw zone: raw/vendor/symbol=S/date=D/{vendor}.{feed}.{pull_id}.json.zst
 QUARANTINE_STAGE = "vendor"
@@ -63,6 +64,9 @@ RAW_VENDOR_SCHEMA = {
 }
 RAW_VENDOR_STATUSES = ("ok", "partial", "quarantined", "too_large")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
+_DOTS = re.compile(r"\.{2,}")
+_MAX_RAW_NAME = 128  # what validate_partition_value accepts for one path segment
+_RAW_SUFFIX = ".json.zst"
 
 
 # ------------------------------------------------------------------------------------------
@@ -113,12 +117,34 @@ def _day_start(day: str) -> datetime:
     return datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
 
 
-def raw_filename(vendor: str, feed: str, pull_id: str, sha256: str) -> str:
-    """``{vendor}.{feed}.{pull_id}.json.zst``; a pull id unsafe as a file name is replaced by its hash."""
-    safe = _UNSAFE.sub("_", pull_id)[:80].lstrip("._-")
-    if not safe or safe != pull_id:
-        safe = f"{safe or 'pull'}-{sha256[:12]}"
-    return f"{vendor}.{feed}.{safe}.json.zst"
+def raw_filename(vendor: str, feed: str, pull_id: str, sha256: str, *, hashed: bool = False) -> str:
+    """``{vendor}.{feed}.{pull_id}.json.zst``, always a valid raw-zone name (``validate_partition_value``:
+    at most 128 characters of ``[A-Za-z0-9._=-]``, no ``..``) for any vendor name the landing accepts.
+
+    A pull id that is unsafe as a file name, or too long to fit, becomes a sanitised prefix of it plus
+    ``-`` and the first 12 hex digits of the pull's SHA-256 (``hashed``: always so, to keep two
+    different pulls with one id apart).
+    """
+    head = f"{vendor}.{feed}."
+    safe = _DOTS.sub("_", _UNSAFE.sub("_", pull_id)).strip("._-")
+    room = _MAX_RAW_NAME - len(head) - len(_RAW_SUFFIX)
+    if hashed or not safe or safe != pull_id or len(safe) > room:
+        tag = f"-{sha256[:12]}"
+        safe = (safe[: max(room - len(tag), 0)].rstrip("._-") or "pull")[: max(room - len(tag), 1)] + tag
+    return validate_partition_value(f"{head}{safe}{_RAW_SUFFIX}")
+
+
+def pull_id_problem(pull_id: str) -> str | None:
+    """Why a landing file's pull id (its name without ``.json``/``.json.zst``) is refused, or None.
+
+    Pull ids are what ``write_pull`` accepts (``validate_partition_value``); one with ``..``, or other
+    characters, names no pull a vendor connector writes: the file is quarantined, not parsed.
+    """
+    try:
+        validate_partition_value(pull_id)
+    except LakeValidationError as exc:
+        return f"landing file name: {exc}"
+    return None
 
 
 def capture_vendor_day(
@@ -149,13 +175,17 @@ def capture_vendor_day(
                     continue
                 name = raw_filename(pull.vendor, feed, pull.pull_id, digest)
                 if used.get(name, digest) != digest:  # same pull id in two landing areas, different bytes
-                    name = name.replace(".json.zst", f"-{digest[:12]}.json.zst")
+                    name = raw_filename(pull.vendor, feed, pull.pull_id, digest, hashed=True)
                 used[name] = digest
                 stored = pull.payload if pull.payload.startswith(ZSTD_MAGIC) else compress_pull(pull.payload)
-                store.put_raw(RAW_SOURCE, symbol, day, name, stored)
+                store.put_raw(RAW_SOURCE, symbol, day, name, stored)  # kept raw even when refused below
                 relpath = store.raw_relpath(RAW_SOURCE, symbol, day, name)
-                parsed = parse_pull(feed, pull.payload, pull_id=pull.pull_id, location=pull.location,
-                                    day=day, symbol=symbol, vendor=pull.vendor, max_pull_bytes=connector.max_pull_bytes)
+                bad_name = pull_id_problem(pull.pull_id)
+                if bad_name is not None:
+                    parsed = ParseResult(feed, empty_frame(feed), [Quarantined(pull.pull_id, None, bad_name, pull.location)])
+                else:
+                    parsed = parse_pull(feed, pull.payload, pull_id=pull.pull_id, location=pull.location, day=day,
+                                        symbol=symbol, vendor=pull.vendor, max_pull_bytes=connector.max_pull_bytes)
                 whole = any(q.record_index is None for q in parsed.quarantine)
                 status = "quarantined" if whole else "partial" if parsed.quarantine else "ok"
                 index_rows.append(row | {
@@ -272,7 +302,12 @@ def parse_stored_pulls(store: Lake, index: pl.DataFrame | None, feed: str) -> Pa
     if index is None or index.height == 0:
         return ParseResult(feed, empty_frame(feed), [])
     results = []
-    for row in index.filter((pl.col("feed") == feed) & pl.col("raw_file").is_not_null()).iter_rows(named=True):
+    stored = index.filter((pl.col("feed") == feed) & pl.col("raw_file").is_not_null())
+    for row in stored.iter_rows(named=True):
+        bad_name = pull_id_problem(row["pull_id"])
+        if bad_name is not None:  # refused by raw_vendor for its name, whatever it holds
+            results.append(ParseResult(feed, empty_frame(feed), [Quarantined(row["pull_id"], None, bad_name, row["location"])]))
+            continue
         payload = store.raw.get_file(row["raw_file"])
         if payload is None:
             raise LakeStorageError(

@@ -252,7 +252,10 @@ def lake_streams(
             lo, hi = day_bounds(day)
             yield client.read(dataset, symbols=[symbol], start=max(lo, t0), end=min(hi, t1), columns=columns)
 
-    return {symbol: days_of(symbol) for symbol in dict.fromkeys(validate_symbol(s) for s in symbols)}
+    symbols = [validate_symbol(s) for s in symbols]
+    if hasattr(client, "check_symbols"):  # before any row is written: an unknown symbol is an error, not 0 rows
+        symbols = client.check_symbols(dataset, symbols)
+    return {symbol: days_of(symbol) for symbol in dict.fromkeys(symbols)}
 
 
 def cli_replay(settings: Any, args: Any, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> int:

@@ -63,7 +63,9 @@ import zstandard
 
 from lake_resources.instruments import catalogue
 from lake_resources.sources.dukascopy import SourceError
+from lake_resources.sources.json_keys import DuplicateKeys, duplicate_keys, loads_marking_duplicates
 from lake_resources.storage import write_atomic
+from lake_resources.transforms import domain
 from lake_resources.validation import (
     LakeValidationError,
     parse_date,
@@ -425,7 +427,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _load_envelope(payload: bytes, max_bytes: int) -> Any:
+def _load_envelope(payload: bytes, max_bytes: int) -> tuple[Any, bool]:
+    """The parsed JSON, and whether any object in it repeated a key."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise _Bad(f"payload must be bytes, got {type(payload).__name__}")
     payload = bytes(payload)
@@ -443,7 +446,7 @@ def _load_envelope(payload: bytes, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise _Bad(f"invalid UTF-8 at byte {exc.start}: {exc.reason}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return loads_marking_duplicates(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise _Bad(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:  # NaN / Infinity
@@ -458,6 +461,7 @@ class _PullContext:
     day: date
     pulled_at_ns: int
     records: list[Any]
+    duplicates: bool = False  # some object in the pull repeats a key: look for it in each record
 
 
 def _envelope_field(envelope: dict[str, Any], key: str, kind: type) -> Any:
@@ -478,9 +482,15 @@ def _check_envelope(
     symbol: str | None,
     vendor: str | None,
     known_symbols: Collection[str],
+    duplicates: bool = False,
 ) -> _PullContext:
     if not isinstance(envelope, dict):
         raise _Bad(f"payload is a JSON {_json_type(envelope)}, expected an object (the pull envelope)")
+    repeated = [] if not duplicates else duplicate_keys({k: v for k, v in envelope.items() if k != "records"})
+    if isinstance(envelope, DuplicateKeys):
+        repeated = list(dict.fromkeys([*envelope.duplicates, *repeated]))
+    if repeated:
+        raise _Bad(f"envelope: duplicate JSON key(s) {', '.join(map(repr, repeated))}: which value is meant cannot be told")
     got_vendor = _envelope_field(envelope, "vendor", str)
     got_feed = _envelope_field(envelope, "feed", str)
     got_symbol = _envelope_field(envelope, "symbol", str)
@@ -503,12 +513,16 @@ def _check_envelope(
     if day is not None and pull_day != day:
         raise _Bad(f"envelope date {pull_day} does not match the partition's day {day}")
     pulled_at_ns = parse_ts_ns(got_pulled_at, "pulled_at")
-    return _PullContext(pull_symbol, pull_day, pulled_at_ns, records)
+    return _PullContext(pull_symbol, pull_day, pulled_at_ns, records, duplicates)
 
 
 def _parse_record(record: Any, spec: _FeedSpec, ctx: _PullContext, day_start_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(record, dict):
         raise _Bad(f"record is a JSON {_json_type(record)}, expected an object")
+    repeated = duplicate_keys(record) if ctx.duplicates else []
+    if repeated:
+        raise _Bad(f"duplicate JSON key(s) {', '.join(map(repr, repeated))} in the record: which value is meant "
+                   "cannot be told")
     row: dict[str, Any] = {}
     for f in spec.fields:
         if f.key not in record:
@@ -563,7 +577,8 @@ def _extra_series(name: str, values: list[Any]) -> pl.Series:
 
 
 def _build_frame(
-    feed: str, rows: list[dict[str, Any]], extras: list[dict[str, Any]], symbol: str, pull_id: str, pulled_at_ns: int
+    feed: str, rows: list[dict[str, Any]], extras: list[dict[str, Any]], symbol: str, pull_id: str, pulled_at_ns: int,
+    indices: list[int] | None = None,
 ) -> pl.DataFrame:
     schema = core_schema(feed)
     n = len(rows)
@@ -589,7 +604,31 @@ def _build_frame(
             name = f"vendor_{name}"
         taken.add(name)
         columns.append(_extra_series(name, [e.get(key) for e in extras]))
+    if indices is not None:
+        columns.append(pl.Series(_RECORD, indices, dtype=pl.Int64))
     return pl.DataFrame(columns).sort("ts", maintain_order=True)
+
+
+_RECORD = "__lake_record"
+
+
+def _refuse_implausible_bars(frame: pl.DataFrame, symbol: str) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+    """Split parsed bars (with their record numbers in ``_RECORD``) by the domain rules of
+    ``transforms.domain``: minute alignment, one bar per minute, no price jump. Returns the good bars
+    and ``(record number, reason)`` of the others."""
+    rules: list[tuple[str | pl.Expr, pl.Expr]] = list(domain.minute_bar_rules())
+    others_ok = ~pl.any_horizontal([bad for _, bad in rules])
+    jump, jump_reason = domain.jump_rule(frame, ("open", "high", "low", "close"), level_of="close", symbol=symbol,
+                                         valid=others_ok, one_symbol=True)
+    rules.append((jump_reason, jump))
+    if not frame.select(pl.any_horizontal([bad for _, bad in rules]).any()).item():
+        return frame.drop(_RECORD), []
+    reason = pl.concat_str([pl.when(bad).then(pl.lit(t) if isinstance(t, str) else t) for t, bad in rules],
+                           separator="; ", ignore_nulls=True).alias("__lake_reason")
+    tagged = frame.with_columns(reason)
+    refused = tagged.filter(pl.col("__lake_reason") != "")
+    good = tagged.filter(pl.col("__lake_reason") == "").drop(_RECORD, "__lake_reason")
+    return good, list(refused.select(_RECORD, "__lake_reason").iter_rows())
 
 
 def parse_pull(
@@ -615,15 +654,19 @@ def parse_pull(
     expected_symbol = validate_symbol(symbol) if symbol is not None else None
     known = catalogue().keys() if known_symbols is None else {validate_symbol(s) for s in known_symbols}
     try:
-        envelope = _load_envelope(payload, max_pull_bytes)
+        envelope, duplicates = _load_envelope(payload, max_pull_bytes)
         ctx = _check_envelope(
-            envelope, feed, day=expected_day, symbol=expected_symbol, vendor=vendor, known_symbols=known
+            envelope, feed, day=expected_day, symbol=expected_symbol, vendor=vendor, known_symbols=known,
+            duplicates=duplicates,
         )
+        if feed == "bars" and len(ctx.records) > domain.MINUTES_PER_DAY:
+            raise _Bad(f"{len(ctx.records):,} records: a day holds at most {domain.MINUTES_PER_DAY:,} minute bars")
     except _Bad as exc:
         return ParseResult(feed, empty_frame(feed), [Quarantined(pull_id, None, str(exc), location)])
     day_start_ns = parse_ts_ns(f"{ctx.day.isoformat()}T00:00:00Z")
     rows: list[dict[str, Any]] = []
     extras: list[dict[str, Any]] = []
+    indices: list[int] = []
     quarantine: list[Quarantined] = []
     for index, record in enumerate(ctx.records):
         try:
@@ -633,7 +676,14 @@ def parse_pull(
             continue
         rows.append(row)
         extras.append(extra)
-    frame = _build_frame(feed, rows, extras, ctx.symbol, pull_id, ctx.pulled_at_ns)
+        indices.append(index)
+    bars = feed == "bars"
+    frame = _build_frame(feed, rows, extras, ctx.symbol, pull_id, ctx.pulled_at_ns, indices if bars else None)
+    if bars:
+        frame, refused = _refuse_implausible_bars(frame, ctx.symbol)
+        if refused:
+            quarantine = sorted(quarantine + [Quarantined(pull_id, i, r, location) for i, r in refused],
+                                key=lambda q: q.record_index)
     return ParseResult(feed, frame, quarantine)
 
 

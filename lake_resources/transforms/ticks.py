@@ -19,6 +19,7 @@ import polars as pl
 
 from lake_resources import bi5
 from lake_resources.bi5 import MS_PER_HOUR
+from lake_resources.transforms import domain
 from lake_resources.validation import validate_symbol
 
 TS_DTYPE = pl.Datetime("ns", "UTC")
@@ -149,13 +150,31 @@ def _bad_tick_rules(
     return rules
 
 
-def _split(df: pl.DataFrame, rules: Sequence[tuple[str, pl.Expr]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _with_jump_rule(df: pl.DataFrame, rules: list[tuple[str | pl.Expr, pl.Expr]],
+                    symbol: str | None) -> list[tuple[str | pl.Expr, pl.Expr]]:
+    """``rules`` plus the price-jump rule (``transforms.domain``), judged on the rows no other rule
+    refuses, against a level made of those rows only: a zero or crossed quote is refused for what it
+    is, and never moves the level. The other rules are evaluated once here; the returned rules refer
+    to their result (one boolean column), so nothing is computed twice."""
+    if df.height == 0:
+        return rules
+    others = df.select(pl.any_horizontal([bad for _, bad in rules]).alias("bad")).to_series()
+    others_ok = pl.lit(~others)
+    bad, reason = domain.jump_rule(df, ("bid", "ask"), level_of="mid" if "mid" in df.columns else "bid",
+                                   symbol=symbol, valid=others_ok, one_symbol=symbol is not None)
+    if not others.any():  # the usual case: only the jump rule can refuse anything
+        return [(reason, bad)]
+    return [*rules, (reason, bad)]
+
+
+def _split(df: pl.DataFrame, rules: Sequence[tuple[str | pl.Expr, pl.Expr]]) -> tuple[pl.DataFrame, pl.DataFrame]:
     # Cheap check first: one boolean pass over the rules. Almost every day has no bad tick, and
     # then the input itself is the good frame (no copy, no reason strings built per row).
     if not df.select(pl.any_horizontal([bad for _, bad in rules]).any()).item():
         return df, pl.DataFrame(schema={**df.schema, REASON_COLUMN: pl.Utf8()})
     reason = pl.concat_str(
-        [pl.when(bad).then(pl.lit(text)) for text, bad in rules], separator="; ", ignore_nulls=True
+        [pl.when(bad).then(pl.lit(text) if isinstance(text, str) else text) for text, bad in rules],
+        separator="; ", ignore_nulls=True
     ).alias(REASON_COLUMN)
     tagged = df.with_columns(reason)
     is_bad = pl.col(REASON_COLUMN) != ""
@@ -164,18 +183,22 @@ def _split(df: pl.DataFrame, rules: Sequence[tuple[str, pl.Expr]]) -> tuple[pl.D
     return good, quarantine
 
 
-def split_bad_ticks(df: pl.DataFrame, day: date | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_bad_ticks(df: pl.DataFrame, day: date | None = None, *, symbol: str | None = None,
+                    jumps: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split ticks into ``(good, quarantine)``; nothing is dropped: every input row is in one of them.
 
     A row is refused when its timestamp is null (or, given ``day``, outside that UTC day), a price is
-    zero, negative, NaN, infinite or null, the quote is crossed (bid > ask), or a volume is NaN,
-    infinite, negative or null. The quarantine frame has the input columns plus ``reason`` (Utf8),
+    zero, negative, NaN, infinite or null, the quote is crossed (bid > ask), a volume is NaN,
+    infinite, negative or null, or (``jumps``) its bid or ask is a price jump: more than the market's
+    factor away from the robust rolling level of the other rows (``transforms.domain``; the factor is
+    ``symbol``'s, else that of each row's ``symbol``). The quarantine frame has the input columns plus ``reason`` (Utf8),
     listing every rule the row broke, separated by ``"; "``. Row order is kept in both frames. When
     no row is bad, ``good`` is ``df`` itself (not a copy).
     """
     require_columns(df, DECODED_COLUMNS, where="split_bad_ticks")
     window = _day_bounds(day) if day is not None else None
-    return _split(df, _bad_tick_rules(window, f"timestamp outside the UTC day {day}"))
+    rules = _bad_tick_rules(window, f"timestamp outside the UTC day {day}")
+    return _split(df, _with_jump_rule(df, rules, symbol) if jumps else rules)
 
 
 # --- raw records of one hourly file ---------------------------------------------------------------
@@ -205,4 +228,4 @@ def split_hour_records(
     ticks = normalize_ticks(bi5.ticks_frame(recs, start_ns, decimal_factor), symbol)
     window = (hour_start, hour_start + timedelta(hours=1))
     reason = f"timestamp beyond the hour in {name} (ms offset >= {MS_PER_HOUR})"
-    return _split(ticks, _bad_tick_rules(window, reason))
+    return _split(ticks, _with_jump_rule(ticks, _bad_tick_rules(window, reason), symbol))

@@ -37,6 +37,8 @@ GROUPS = {
     "test_concurrency": "faults",
     "test_backfill_restart": "faults",
     "test_bad_input": "bad input",
+    "test_bad_input_ingest": "bad input",
+    "test_bad_input_symbols": "bad input",
     "test_security": "security",
     "test_sql_readonly": "security",
     "test_glob_home": "bad input",
