@@ -836,6 +836,18 @@ def _is_lock_error(exc: Exception) -> bool:
     return ("lock" in text and ("could not set" in text or "conflicting" in text)) or "conflict" in text
 
 
+def _rollback(con) -> None:
+    """Roll back after a failed statement without hiding why it failed.
+
+    A COMMIT that fails (e.g. "No space left on device" writing the WAL) ends the transaction
+    itself; a ROLLBACK then raises "no transaction is active", which would replace the real error.
+    """
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as exc:
+        _log.debug("rollback after a failed warm write: %s", exc)
+
+
 class WarmTier:
     tier = Tier.WARM
 
@@ -968,10 +980,11 @@ class WarmTier:
                 )
                 con.execute("COMMIT")
             except Exception:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
             finally:
-                con.unregister("_incoming")
+                with contextlib.suppress(duckdb.Error):  # the connection may be unusable after a failed commit
+                    con.unregister("_incoming")
 
         try:
             self._with_write_retry(txn)
@@ -1057,7 +1070,7 @@ class WarmTier:
                             [spec.name, partition_path(partition)])
                 con.execute("COMMIT")
             except Exception:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
         if self.path.exists():

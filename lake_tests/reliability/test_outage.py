@@ -225,3 +225,41 @@ def test_hot_tier_disk_full_fails_cleanly_and_keeps_the_previous_version(tmp_pat
         assert after.read_partition(TICKS, PART).equals(fixture_versions["old"]["frame"])
         leftovers = [p.name for p in settings.hot_root.rglob(".*tmp*")]
         assert leftovers == []
+
+
+@pytest.mark.data_loss
+def test_warm_tier_disk_full_at_commit_keeps_the_real_error_and_the_data(tmp_path, fixture_versions):
+    """The warm tier's disk is full when DuckDB writes its WAL at COMMIT (a real 4 MiB tmpfs, filled
+    to within 64 KiB): the error says "No space left on device" for the warm file (not "cannot
+    rollback - no transaction is active"); the partitions stored before are intact, and once space is
+    freed the same write succeeds."""
+    import os
+    from datetime import timedelta
+
+    import polars as pl
+
+    home = tmp_path / "lake"
+    with full_disk_at(home, 4096) as how:
+        if how != "tmpfs":
+            pytest.skip("needs a real tmpfs (mount not permitted here): DuckDB writes below Python's open()")
+        lake = Lake(LakeSettings(home=home))
+        frame = fixture_versions["old"]["frame"]
+        lake.write(TICKS, PART, frame, tier="warm")
+        stats = os.statvfs(home)
+        (home / "ballast").write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 64 * 1024))
+        other = TICKS.partition(symbol="EURUSD", date="2019-02-05")
+        next_day = frame.with_columns(pl.col("ts") + timedelta(days=1))
+        with pytest.raises(LakeStorageError) as failed:
+            lake.write(TICKS, other, next_day, tier="warm")
+        message = str(failed.value)
+        assert "no space left on device" in message.lower(), message
+        assert "cannot rollback" not in message, message
+        assert "warm tier" in message and str(home / "warm.duckdb") in message, message
+        after = Lake(LakeSettings(home=home))
+        assert after.read_partition(TICKS, PART).equals(frame)
+        assert after.find(TICKS, other) is None
+        (home / "ballast").unlink()
+        after.write(TICKS, other, next_day, tier="warm")
+        assert after.verify(TICKS, other)[0]
+        assert after.read_partition(TICKS, other).equals(next_day)
+        assert after.read_partition(TICKS, PART).equals(frame)
