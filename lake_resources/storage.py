@@ -1123,8 +1123,14 @@ class Lake:
         """Create the cold bucket if it does not exist (embedded/local setups; MinIO compose does it too)."""
         if self.settings.cold_is_s3:
             fs = self.cold.fs
-            if not fs.exists(self.settings.s3_bucket):
-                fs.mkdir(self.settings.s3_bucket)
+            try:
+                if not fs.exists(self.settings.s3_bucket):
+                    fs.mkdir(self.settings.s3_bucket)
+            except PermissionError as exc:  # the server answered: these credentials may not do this
+                raise LakeValidationError(
+                    f"bucket {self.settings.s3_bucket!r} at {self.settings.s3_endpoint}: access denied ({exc}); "
+                    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ) from exc
 
     def partition_lock(self, dataset: str | DatasetSpec, partitions: Iterable[Partition]):
         """Hold these partitions against every other writer, move and compaction on this host."""

@@ -37,6 +37,7 @@ GROUPS = {
     "test_concurrency": "faults",
     "test_backfill_restart": "faults",
     "test_bad_input": "bad input",
+    "test_cli_errors": "bad input",
     "test_security": "security",
 }
 

@@ -263,3 +263,31 @@ def test_warm_tier_disk_full_at_commit_keeps_the_real_error_and_the_data(tmp_pat
         assert after.verify(TICKS, other)[0]
         assert after.read_partition(TICKS, other).equals(next_day)
         assert after.read_partition(TICKS, PART).equals(frame)
+
+
+def test_s3_down_lake_sql_and_storage_give_one_line_naming_the_endpoint(tmp_path, own_s3, own_bucket_env):
+    """S3 server stopped, lake with a warm-tier dataset (bars_1d): ``lake sql`` over it and ``lake
+    storage`` each fail with one line naming the S3 endpoint, status 1 (a failure, not bad input),
+    and no botocore traceback; a query naming no dataset still runs without S3."""
+    import polars as pl
+
+    from lake_tests.reliability.test_cli_errors import assert_one_line, run_lake
+
+    env = {"LAKE_HOME": str(tmp_path / "lake"), **own_bucket_env}
+    lake = Lake(LakeSettings.from_env(env))
+    lake.ensure_bucket()
+    bars = dataset_spec("bars_1d")
+    from datetime import datetime, timezone
+
+    frame = pl.DataFrame({"symbol": ["EURUSD"], "ts": [datetime(2019, 2, 4, tzinfo=timezone.utc)], "close": [1.14]})
+    lake.write(bars, bars.partition(symbol="EURUSD", date="2019-02-04"), frame, tier="warm")
+    up = run_lake(["sql", "select count(*) as n from bars_1d", "--format", "csv"], env, tmp_path)
+    assert up.returncode == 0 and up.stdout.split() == ["n", "1"], up.stderr
+    own_s3.stop()
+    try:
+        assert_one_line(run_lake(["sql", "select count(*) from bars_1d"], env, tmp_path), 1, own_s3.endpoint, "unreachable")
+        assert_one_line(run_lake(["storage"], env, tmp_path), 1, own_s3.endpoint, "unreachable")
+        plain = run_lake(["sql", "select 41 + 1 as answer", "--format", "csv"], env, tmp_path)
+        assert plain.returncode == 0 and plain.stdout.split() == ["answer", "42"], plain.stderr
+    finally:
+        own_s3.start()
