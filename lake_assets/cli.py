@@ -33,8 +33,6 @@ def prepare_dagster_home(settings) -> Path:
 
 # ------------------------------------------------------------------------------------------
 def cmd_sql(args) -> int:
-    import polars as pl
-
     from lake_resources.client import LakeClient
 
     df = LakeClient(_settings()).sql(args.query)
@@ -53,8 +51,9 @@ def cmd_sql(args) -> int:
         elif fmt == "json":
             out.write(df.write_json() + "\n")
         else:
-            with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
-                out.write(str(df) + "\n")
+            from lake_assets.sql_format import render
+
+            out.write(render(df, args.max_rows, args.layout, width=None if not args.out else 200))
     finally:
         if args.out:
             out.close()
@@ -151,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     p.add_argument("--out", help="write to FILE instead of stdout (required for parquet)")
     p.add_argument("--max-rows", type=int, default=50, help="rows shown by --format table")
+    p.add_argument("--layout", choices=["auto", "table", "vertical"], default="auto",
+                   help="--format table: a table, one record per block, or auto (a table when it fits the terminal)")
+    p.add_argument("-x", "--vertical", dest="layout", action="store_const", const="vertical",
+                   help="same as --layout vertical (like psql's \\x)")
     p.set_defaults(fn=cmd_sql)
 
     p = sub.add_parser("storage", help="partitions, rows and bytes per dataset and tier")

@@ -215,6 +215,10 @@ class LakeClient:
 
     def sql(self, query: str, params: Sequence | None = None) -> pl.DataFrame:
         """Run SQL over the lake's views (trusted users: full DuckDB SQL, warm file read-only)."""
+        from lake_resources.sql_help import datasets_table, is_show_tables, with_dataset_hint
+
+        if is_show_tables(query):  # the lake's datasets, not the warm file's internal tables
+            return datasets_table()
         # Views only for the datasets the query names: each view lists its partitions across tiers.
         named = [d for d in DATASETS if re.search(rf"\b{d}\b", query)]
         with self.duckdb(named) as con:
@@ -224,7 +228,7 @@ class LakeClient:
                 empty = [d for d in named if not con.execute(
                     "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [d]).fetchone()[0]]
                 raise LakeValidationError(
-                    f"{exc}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
+                    f"{with_dataset_hint(str(exc))}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
                     + (f"\nNo partitions stored yet for: {', '.join(empty)}" if empty else "")
                 ) from None
 
