@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", metavar="DATE", help="first partition date to consider")
     p.add_argument("--end", metavar="DATE", help="last partition date to consider")
     p.add_argument("--compact", action="store_true", help="also compact closed months in the cold tier afterwards")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every partition, not only the summary")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_migrate)
 
