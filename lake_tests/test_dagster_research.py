@@ -346,3 +346,27 @@ def test_bad_labels_files_are_named_with_the_column_and_row(tmp_path: Path) -> N
     labels = load_labels(path)  # offsets converted to UTC, no offset read as UTC, symbols normalized
     assert labels["ts"].to_list() == [datetime(2019, 2, 4, 9, tzinfo=UTC), datetime(2019, 2, 4, 10, tzinfo=UTC)]
     assert labels["symbol"].to_list() == ["EURUSD", "EURUSD"]
+
+
+def test_each_run_partition_previews_its_own_rows(research_lake: ResearchLake, tmp_path: Path) -> None:
+    """Two strategy runs (a Bollinger and an MA crossover) backtested in one run: each run partition's
+    materialization previews its own rows (the preview used to be the first partition's, so the MA
+    crossover showed Bollinger rows)."""
+    lake, specs = research_lake, tmp_path / "strategies"
+    write_spec(specs, "boll", {"name": "boll", "version": 1, "kind": "bollinger_mean_reversion",
+                               "params": {"window": 20, "num_std": 2.0}})
+    write_spec(specs, "cross", {"name": "cross", "version": 1, "kind": "ma_crossover", "params": {"fast": 5, "slow": 30}})
+    run_ids = sorted(register_strategy_runs(lake.instance, specs))
+    assert len(run_ids) == 2
+    assert lake.materialize(["heuristic_defs"], run_config=strategies_config(specs)).success
+    keys = lake.instance.get_dynamic_partitions("strategy_runs")
+    first, last = sorted(run_ids, key=keys.index)
+    config = {"ops": {"backtests": {"config": {"start": "2019-02-04", "end": "2019-02-05"}}}}
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    result = lake.materialize(list(BACKTEST_OUTPUTS), tags=tags, run_config=config)
+    assert result.success
+    for name in ("backtest_runs", "backtest_trades", "signal_matches"):
+        for run_id in run_ids:
+            other = next(r for r in run_ids if r != run_id)
+            preview = materialization(result, name, run_id).metadata["preview"].value
+            assert run_id in preview and other not in preview, (name, run_id, preview[:300])
