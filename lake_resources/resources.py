@@ -152,6 +152,9 @@ def partition_metadata(info: PartitionInfo) -> dict[str, Any]:
         "sha256": info.sha256,
         "uri": dg.MetadataValue.path(info.uri),
     }
+    symbol = dict(info.partition).get("symbol")
+    if symbol:  # one plot per symbol in the UI (a plain "rows" line mixes every symbol's partitions)
+        meta[f"rows/{symbol}"] = dg.MetadataValue.int(info.rows)
     if info.min_ts:
         meta["time_range"] = f"{info.min_ts} → {info.max_ts}"
     return meta
@@ -159,10 +162,12 @@ def partition_metadata(info: PartitionInfo) -> dict[str, Any]:
 
 def range_metadata(infos: list[PartitionInfo]) -> dict[str, Any]:
     """What a multi-partition run adds to every partition's event: the run's totals, not the partition's."""
+    # Text, not numbers: the same run totals on every partition's event would be plotted as if they
+    # were each partition's own values.
     return {
-        "run/partitions_written": len(infos),
-        "run/rows": sum(i.rows for i in infos),
-        "run/bytes": sum(i.bytes for i in infos),
+        "run/partitions_written": dg.MetadataValue.text(str(len(infos))),
+        "run/rows": dg.MetadataValue.text(f"{sum(i.rows for i in infos):,}"),
+        "run/bytes": dg.MetadataValue.text(f"{sum(i.bytes for i in infos):,}"),
         "run/partitions": dg.MetadataValue.md(
             "| partition | rows | sha256 |\n|---|---|---|\n"
             + "\n".join(f"| {partition_label(i.partition)} | {i.rows} | {i.sha256[:16]} |" for i in infos[:200])

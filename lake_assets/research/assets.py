@@ -40,7 +40,7 @@ from lake_assets.research.lineage import (
     stored_partitions,
     versions_json,
 )
-from lake_assets.research.plots import equity_png, png_markdown
+from lake_assets.research.plots import equity_png, equity_sparkline_markdown, png_markdown
 from lake_resources.client import LakeClient
 from lake_resources.datasets import dataset_spec
 from lake_resources.research import backtest as bt
@@ -508,7 +508,13 @@ def backtests(context: dg.AssetExecutionContext, config: BacktestConfig, lake: L
             partition_key=key,
         )
         context.add_asset_metadata(
-            {"equity_curve": dg.MetadataValue.md(png_markdown(equity_png(curves, title), "equity curve"))},
+            {
+                # inline (under the UI's 1000-character limit for markdown); the full plot behind its link
+                "equity": dg.MetadataValue.md(equity_sparkline_markdown(curves)),
+                "equity_curve": dg.MetadataValue.md(png_markdown(equity_png(curves, title), "equity curve")),
+                **{f"return_pct/{symbol}": dg.MetadataValue.float(float(curve["return_pct"][-1]))
+                   for symbol, curve in sorted(curves.items()) if curve.height},
+            },
             asset_key="backtest_equity",
             partition_key=key,
         )
