@@ -39,7 +39,7 @@ DEMO_SEED = 7
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 #: Leaderboard columns worth a terminal line (whichever exist), in this order.
 LEADERBOARD_COLUMNS = ("rank", "spec_id", "symbol", "sharpe", "sortino", "total_return", "max_drawdown", "hit_rate",
-                       "trade_count", "f1")
+                       "trade_count", "f1", "f1_basis")
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
