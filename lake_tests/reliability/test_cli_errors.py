@@ -95,18 +95,3 @@ def test_lake_generate_bad_arguments_give_one_line_and_write_nothing(tmp_path, h
     out = tmp_path / "out"
     assert_one_line(run_lake(["generate", *args, "--out", str(out)], {"LAKE_HOME": str(home)}, tmp_path), 2, *names)
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
-
-
-def test_lake_generate_prints_plain_text_or_json(tmp_path, home):
-    """``lake generate`` prints its summary as plain text (it printed a quoted Python string), and as
-    JSON with ``--json``."""
-    import json
-
-    base = ["generate", "--symbols", "EURUSD", "--start", "2019-02-04", "--end", "2019-02-04", "--ticks-per-day", "50"]
-    text = run_lake([*base, "--out", str(tmp_path / "a")], {"LAKE_HOME": str(home)}, tmp_path)
-    assert text.returncode == 0, text.stderr
-    assert not text.stdout.startswith('"') and "ticks" in text.stdout and str(tmp_path / "a") in text.stdout
-    as_json = run_lake([*base, "--out", str(tmp_path / "b"), "--json"], {"LAKE_HOME": str(home)}, tmp_path)
-    assert as_json.returncode == 0, as_json.stderr
-    summary = json.loads(as_json.stdout)
-    assert summary["files_written"] == 24 and set(summary["ticks"]) == {"EURUSD|2019-02-04"}
