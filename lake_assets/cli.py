@@ -33,8 +33,6 @@ def prepare_dagster_home(settings) -> Path:
 
 # ------------------------------------------------------------------------------------------
 def cmd_sql(args) -> int:
-    import polars as pl
-
     from lake_resources.client import LakeClient
 
     df = _sql_frame(LakeClient(_settings()), args)
@@ -53,8 +51,9 @@ def cmd_sql(args) -> int:
         elif fmt == "json":
             out.write(df.write_json() + "\n")
         else:
-            with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
-                out.write(str(df) + "\n")
+            from lake_assets.sql_format import render
+
+            out.write(render(df, args.max_rows, args.layout, width=None if not args.out else 200))
     finally:
         if args.out:
             out.close()
@@ -116,11 +115,24 @@ def cmd_config(args) -> int:
 def cmd_generate(args) -> int:
     from lake_resources.generate import generate
 
+    from lake_resources.instruments import instrument
+    from lake_resources.validation import LakeValidationError, parse_date
+
     settings = _settings()
     out = Path(args.out) if args.out else settings.landing_root
+    start, end = parse_date(args.start), parse_date(args.end)
+    if end < start:
+        raise LakeValidationError(f"--end {end} is before --start {start}")
+    if args.ticks_per_day is not None and args.ticks_per_day < 0:
+        raise LakeValidationError(f"--ticks-per-day must be 0 or more, got {args.ticks_per_day}")
+    for symbol in (s.strip() for s in args.symbols.split(",") if s.strip()):
+        try:
+            instrument(symbol)
+        except KeyError as exc:  # UnknownSymbolError
+            raise LakeValidationError(f"--symbols: {exc}") from None
     summary = generate(out, [s.strip() for s in args.symbols.split(",") if s.strip()], args.start, args.end,
-                       seed=args.seed, **({"ticks_per_day": args.ticks_per_day} if args.ticks_per_day else {}))
-    print(json.dumps(summary, indent=1, default=str) if not isinstance(summary, str) else summary)
+                       seed=args.seed, **({"ticks_per_day": args.ticks_per_day} if args.ticks_per_day is not None else {}))
+    print(json.dumps(summary.as_dict(), indent=1) if args.json else str(summary))
     return 0
 
 
@@ -155,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=50, help="rows shown by --format table")
     p.add_argument("--skip-damaged", action="store_true",
                    help="read around damaged partitions (each named in a warning) instead of failing")
+    p.add_argument("--layout", choices=["auto", "table", "vertical"], default="auto",
+                   help="--format table: a table, one record per block, or auto (a table when it fits the terminal)")
+    p.add_argument("-x", "--vertical", dest="layout", action="store_const", const="vertical",
+                   help="same as --layout vertical (like psql's \\x)")
     p.set_defaults(fn=cmd_sql)
 
     p = sub.add_parser("storage", help="partitions, rows and bytes per dataset and tier")
@@ -176,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", metavar="DATE", help="first partition date to consider")
     p.add_argument("--end", metavar="DATE", help="last partition date to consider")
     p.add_argument("--compact", action="store_true", help="also compact closed months in the cold tier afterwards")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every partition, not only the summary")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_migrate)
 
@@ -207,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory (default: the landing area)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ticks-per-day", type=int)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (files, ticks per symbol-day, ...)")
     p.set_defaults(fn=cmd_generate)
 
     p = sub.add_parser("ui", help="start the Dagster webserver and daemon on this lake")
@@ -232,21 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import duckdb
-
-    from lake_resources.storage import LakeStorageError
-    from lake_resources.validation import LakeValidationError
+    from lake_assets.errors import explain, redact
 
     try:
         return args.fn(args) or 0
-    except (LakeValidationError, FileNotFoundError) as exc:
-        print(f"lake {args.command}: {_settings().redact(str(exc))}", file=sys.stderr)
-        return 2
-    except (duckdb.Error, LakeStorageError) as exc:
-        print(f"lake {args.command}: {_settings().redact(str(exc))}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line naming what and where (see lake_assets/errors.py); no traceback
+        if os.environ.get("LAKE_DEBUG"):
+            raise
+        status, message = explain(exc)
+        print(f"lake {args.command}: {redact(message, os.environ)}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

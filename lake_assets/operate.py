@@ -39,7 +39,7 @@ DEMO_SEED = 7
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 #: Leaderboard columns worth a terminal line (whichever exist), in this order.
 LEADERBOARD_COLUMNS = ("rank", "spec_id", "symbol", "sharpe", "sortino", "total_return", "max_drawdown", "hit_rate",
-                       "trade_count", "f1")
+                       "trade_count", "f1", "f1_basis")
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -164,6 +164,7 @@ class PlannedRun:
     partition_keys: list[str | None]
     tags: dict[str, str] = field(default_factory=dict)
     partition_key: str | None = None
+    keys: list | None = None  # the step's assets this run materializes (None: all of them)
 
 
 def demo_steps(asset_graph, groups: Sequence[str] = DEMO_GROUPS) -> list[Step]:
@@ -278,11 +279,19 @@ def up_to_date(instance, asset_graph, keys: Sequence, partition_keys: Sequence[s
     resolver = CachingStaleStatusResolver(instance, asset_graph, _loading_context(instance))
     done = set(partition_keys)
     for key in keys:
-        fresh = {pk for pk in done if resolver.get_status(key, pk) == StaleStatus.FRESH}
+        # a partition the asset does not have (a vendor symbol's ticks) is never materialized: not "to do"
+        absent = {pk for pk in done if pk is not None and "|" in pk and not _has_partition(key, pk)}
+        fresh = {pk for pk in done - absent if resolver.get_status(key, pk) == StaleStatus.FRESH}
         if lake is not None and fresh and None not in fresh:
             fresh &= _in_lake(asset_graph, key, sorted(fresh), lake)
-        done &= fresh
+        done &= fresh | absent
     return done
+
+
+def _has_partition(asset_key, partition_key: str) -> bool:
+    from lake_assets.partitions import split_key, symbol_has_asset
+
+    return symbol_has_asset(asset_key.to_user_string(), split_key(partition_key)[1])
 
 
 def plan_runs(step: Step, lanes: dict[str, list[str]], todo: set) -> list[PlannedRun]:
@@ -304,11 +313,19 @@ def plan_runs(step: Step, lanes: dict[str, list[str]], todo: set) -> list[Planne
                 span = f"{first.split('|')[0]} → {last.split('|')[0]}" if "|" in first else f"{first} → {last}"
                 runs.append(PlannedRun(
                     label=f"{label} {span}".strip(), partition_keys=keys,
-                    tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+                    tags={RANGE_START_TAG: first, RANGE_END_TAG: last}, keys=_run_keys(step, first),
                 ))
         else:
-            runs.extend(PlannedRun(label=k, partition_keys=[k], partition_key=k) for k in wanted)
-    return runs
+            runs.extend(PlannedRun(label=k, partition_keys=[k], partition_key=k, keys=_run_keys(step, k)) for k in wanted)
+    return [r for r in runs if r.keys is None or r.keys]
+
+
+def _run_keys(step: Step, partition_key: str | None) -> list | None:
+    """The step's assets that have ``partition_key``'s symbol (None: all of them)."""
+    if partition_key is None or "|" not in partition_key:
+        return None
+    keys = [k for k in step.keys if _has_partition(k, partition_key)]
+    return None if len(keys) == len(step.keys) else keys
 
 
 class RunProgress(threading.Thread):
@@ -532,7 +549,7 @@ def run_demo(settings, *, days: int = 10, symbols: str = "EURUSD,XAUUSD,AAPL", t
                 progress.start()
                 try:
                     result = job.execute_in_process(
-                        run_config=QUIET_RUN_CONFIG, instance=instance, asset_selection=step.keys,
+                        run_config=QUIET_RUN_CONFIG, instance=instance, asset_selection=planned.keys or step.keys,
                         partition_key=planned.partition_key, run_id=run_id, raise_on_error=False,
                         tags={**planned.tags, "lake/launched_by": "lake demo"},
                     )
@@ -678,9 +695,19 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
         if outside:
             raise LakeValidationError(f"day(s) {outside[0]}..{outside[-1]} outside the daily partitions (LAKE_START_DATE={settings.start_date} .. yesterday)")
         partition_keys = [f"{d.isoformat()}|{s}" for s in symbol_list for d in days]
+        from lake_assets.partitions import symbol_has_asset
+
+        # no Dukascopy partitions for vendor-only symbols (they would be empty); see DUKASCOPY_ONLY_ASSETS
+        key_partitions = {k: [p for p in partition_keys if symbol_has_asset(k.to_user_string(), p.split("|")[1])]
+                          for k in keys}
         subset = AssetGraphSubset(partitions_subsets_by_asset_key={
-            k: asset_graph.get(k).partitions_def.subset_with_partition_keys(partition_keys) for k in keys
+            k: asset_graph.get(k).partitions_def.subset_with_partition_keys(key_partitions[k])
+            for k in keys if key_partitions[k]
         })
+        if not any(key_partitions.values()):
+            raise LakeValidationError(f"--symbols {','.join(symbol_list)}: vendor symbol(s) have no partitions of "
+                                      f"{', '.join(k.to_user_string() for k in keys)} (Dukascopy data only); "
+                                      "select bars_1m and what follows it")
         backfill_id = make_new_backfill_id()
         cursor = instance.event_log_storage.get_maximum_record_id()
         backfill = PartitionBackfill.from_asset_graph_subset(
@@ -706,7 +733,6 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
         t0 = time.monotonic()
         shown = ""
         last_shown = t0
-        targets = set(partition_keys)
         while True:
             if not external_daemon:
                 for _ in execute_backfill_iteration(workspace, logger):
@@ -718,9 +744,10 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
             by_status: dict[str, int] = {}
             for run in runs:
                 by_status[run.status.value.lower()] = by_status.get(run.status.value.lower(), 0) + 1
-            done = {k: len(instance.get_materialized_partitions(k, after_cursor=cursor) & targets) for k in keys}
+            done = {k: len(instance.get_materialized_partitions(k, after_cursor=cursor) & set(key_partitions[k]))
+                    for k in keys}
             line = (f"runs: {', '.join(f'{n} {s}' for s, n in sorted(by_status.items())) or 'none yet'} | "
-                    + " ".join(f"{k.to_user_string()} {n}/{len(targets)}" for k, n in done.items()))
+                    + " ".join(f"{k.to_user_string()} {n}/{len(key_partitions[k])}" for k, n in done.items()))
             now = time.monotonic()
             if line != shown or now - last_shown > 15:
                 say(f"  [{now - t0:6.1f}s] {line}")
@@ -729,7 +756,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
                                   BulkActionStatus.COMPLETED, BulkActionStatus.FAILED, BulkActionStatus.CANCELED):
                 break
             time.sleep(poll_seconds)
-        complete = all(n == len(targets) for n in done.values())
+        complete = all(n == len(key_partitions[k]) for k, n in done.items())
         ok = current.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED) and complete
         say(f"backfill {backfill_id}: {current.status.value} in {time.monotonic() - t0:.1f}s, "
             f"{len(runs)} run(s)" + ("" if ok else " — see the UI for the failed runs"))

@@ -27,3 +27,20 @@ def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
     """``"2019-02-04|EURUSD"`` -> ``("2019-02-04", "EURUSD")``."""
     dims = date_symbol_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
     return dims["date"], dims["symbol"]
+
+
+#: Assets fed by the Dukascopy datafeed alone: a vendor-only symbol (e.g. AAPL) has nothing there, so
+#: ``lake demo`` and ``lake backfill`` never plan these partitions for it (no empty tick partitions).
+DUKASCOPY_ONLY_ASSETS = frozenset({"raw_dukascopy", "ticks"})
+
+
+def symbol_has_asset(asset_name: str, symbol: str) -> bool:
+    """Does ``symbol`` have partitions of the asset ``asset_name`` (False: a vendor symbol's ticks)?"""
+    if asset_name not in DUKASCOPY_ONLY_ASSETS:
+        return True
+    from lake_resources.instruments import UnknownSymbolError, instrument
+
+    try:
+        return instrument(symbol).source == "dukascopy"
+    except UnknownSymbolError:
+        return True  # unknown instruments are refused elsewhere, with their own message

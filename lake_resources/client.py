@@ -21,6 +21,7 @@ from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_sk
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
 from lake_resources.instruments import require_known_symbols
 from lake_resources.settings import LakeSettings
+from lake_resources.sql_help import datasets_table, is_show_tables, with_dataset_hint
 from lake_resources.sqlsafe import check_read_only, lock_down, sql_path
 from lake_resources.storage import Lake, Located, cast_to_schema
 from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
@@ -297,6 +298,8 @@ class LakeClient:
         needs them raises ``PartitionDamaged`` naming each. ``skip_damaged=True`` leaves them out instead,
         also with a warning naming each.
         """
+        if is_show_tables(query):  # the lake's datasets, not the session's internal tables
+            return datasets_table()
         check_read_only(query)
         # Views only for the datasets the query names: each view lists its partitions across tiers.
         named = [d for d in DATASETS if re.search(rf"\b{d}\b", query)]
@@ -335,7 +338,7 @@ class LakeClient:
                 empty = [d for d in named if not con.execute(
                     "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [d]).fetchone()[0]]
                 raise LakeValidationError(
-                    f"{exc}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
+                    f"{with_dataset_hint(str(exc))}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
                     + (f"\nNo partitions stored yet for: {', '.join(empty)}" if empty else "")
                 ) from None
 

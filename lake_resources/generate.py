@@ -46,7 +46,7 @@ from lake_resources.calendar import Market, market_of, market_sessions, session_
 from lake_resources.instruments import Instrument, catalogue, instrument
 from lake_resources.sources.vendor import make_pull, write_pull
 from lake_resources.storage import write_atomic
-from lake_resources.validation import parse_date, validate_symbol
+from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
 #: Calendar of the day-to-day price walk; generated days must fall inside it.
 CALENDAR_START = date(2000, 1, 1)
@@ -156,7 +156,7 @@ def _rng(seed: int, symbol: str, day: date, stream: int) -> np.random.Generator:
 
 def _check_day(day: date) -> None:
     if not CALENDAR_START <= day <= CALENDAR_END:
-        raise ValueError(f"day {day} outside the generator's calendar {CALENDAR_START}..{CALENDAR_END}")
+        raise LakeValidationError(f"day {day} outside the generator's calendar {CALENDAR_START}..{CALENDAR_END}")
 
 
 @lru_cache(maxsize=128)
@@ -477,7 +477,9 @@ def generate(
     out = Path(out_dir)
     start, end = parse_date(start), parse_date(end)
     if end < start:
-        raise ValueError(f"end {end} is before start {start}")
+        raise LakeValidationError(f"end {end} is before start {start}")
+    if ticks_per_day < 0:  # checked before any file is written
+        raise LakeValidationError(f"ticks_per_day must be >= 0, got {ticks_per_day}")
     _check_day(start)
     _check_day(end)
     if closed_hours not in ("empty", "absent"):

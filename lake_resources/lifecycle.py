@@ -1077,10 +1077,18 @@ def format_storage(report: StorageReport) -> str:
 # ============================================================================================
 # CLI (`lake migrate`, `lake storage`)
 # ============================================================================================
-def _print_migration(report: MigrationReport) -> None:
+def _date_span(partitions: list[Partition]) -> str:
+    days = sorted(d.isoformat() for d in (_date_of(p) for p in partitions) if d is not None)
+    return "" if not days else f", {days[0]}" if days[0] == days[-1] else f", {days[0]}..{days[-1]}"
+
+
+def _print_migration(report: MigrationReport, verbose: bool = False) -> None:
+    """A summary per dataset and move (partitions, rows, bytes, dates); every partition with ``verbose``.
+    Failures are always listed one by one."""
     print(f"as of {report.as_of.isoformat()}, policy {report.policy_source}{' (dry run)' if report.dry_run else ''}")
     done = {(m.dataset, m.partition) for m in report.moved}
     failed = {(m.dataset, m.partition): err for m, err in report.failed}
+    groups: dict[tuple[str, str, str, str], list[Move]] = {}
     for m in report.planned:
         key = (m.dataset, m.partition)
         if report.dry_run:
@@ -1091,13 +1099,28 @@ def _print_migration(report: MigrationReport) -> None:
             verb = "FAILED"
         else:
             continue  # refused at move time: listed under skipped
-        line = (f"{verb:10} {m.dataset} {partition_label(m.partition)}: {m.source.value} -> {m.target.value}, "
-                f"{m.rows:,} rows, {_human(m.bytes)} ({m.reason})")
-        print(line + (f": {failed[key]}" if key in failed else ""))
+        groups.setdefault((verb, m.dataset, m.source.value, m.target.value), []).append(m)
+        if verbose or verb == "FAILED":
+            line = (f"{verb:10} {m.dataset} {partition_label(m.partition)}: {m.source.value} -> {m.target.value}, "
+                    f"{m.rows:,} rows, {_human(m.bytes)} ({m.reason})")
+            print(line + (f": {failed[key]}" if key in failed else ""))
+    skips: dict[tuple[str, str, str], list[Skip]] = {}
     for s in report.skipped:
-        print(f"{'skipped':10} {s.dataset} {partition_label(s.partition)}: {s.source.value} -> {s.target.value}: {s.reason}")
+        skips.setdefault((s.dataset, s.source.value, s.target.value), []).append(s)
+        if verbose:
+            print(f"{'skipped':10} {s.dataset} {partition_label(s.partition)}: {s.source.value} -> {s.target.value}: {s.reason}")
+    if groups or skips:
+        print("summary:" if verbose else "summary (-v lists every partition):")
+    for (verb, dataset, source, target), moves in groups.items():
+        print(f"  {verb:10} {dataset:16} {source} -> {target}: {len(moves)} partition(s), "
+              f"{sum(m.rows for m in moves):,} rows, {_human(sum(m.bytes for m in moves))}"
+              f"{_date_span([m.partition for m in moves])}")
+    for (dataset, source, target), skipped in skips.items():
+        print(f"  {'skipped':10} {dataset:16} {source} -> {target}: {len(skipped)} partition(s)"
+              f"{_date_span([s.partition for s in skipped])}, e.g. {skipped[0].reason}")
     if report.dry_run:
-        print(f"{len(report.planned)} partition(s) would move, {len(report.skipped)} skipped")
+        print(f"{len(report.planned)} partition(s) would move ({_human(sum(m.bytes for m in report.planned))}), "
+              f"{len(report.skipped)} skipped")
     else:
         print(f"moved {len(report.moved)} partition(s) ({_human(report.bytes_moved)}), "
               f"skipped {len(report.skipped)}, failed {len(report.failed)}")
@@ -1129,7 +1152,7 @@ def cli_migrate(settings: LakeSettings, args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(report.as_dict(), indent=1, default=str))
     else:
-        _print_migration(report)
+        _print_migration(report, verbose=bool(getattr(args, "verbose", False)))
     status = 1 if report.failed or report.temp_sweep_error else 0
     if getattr(args, "compact", False):
         results = compact(lake, policy, datasets=[args.dataset] if getattr(args, "dataset", None) and

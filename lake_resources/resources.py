@@ -152,6 +152,9 @@ def partition_metadata(info: PartitionInfo) -> dict[str, Any]:
         "sha256": info.sha256,
         "uri": dg.MetadataValue.path(info.uri),
     }
+    symbol = dict(info.partition).get("symbol")
+    if symbol:  # one plot per symbol in the UI (a plain "rows" line mixes every symbol's partitions)
+        meta[f"rows/{symbol}"] = dg.MetadataValue.int(info.rows)
     if info.min_ts:
         meta["time_range"] = f"{info.min_ts} → {info.max_ts}"
     return meta
@@ -159,10 +162,12 @@ def partition_metadata(info: PartitionInfo) -> dict[str, Any]:
 
 def range_metadata(infos: list[PartitionInfo]) -> dict[str, Any]:
     """What a multi-partition run adds to every partition's event: the run's totals, not the partition's."""
+    # Text, not numbers: the same run totals on every partition's event would be plotted as if they
+    # were each partition's own values.
     return {
-        "run/partitions_written": len(infos),
-        "run/rows": sum(i.rows for i in infos),
-        "run/bytes": sum(i.bytes for i in infos),
+        "run/partitions_written": dg.MetadataValue.text(str(len(infos))),
+        "run/rows": dg.MetadataValue.text(f"{sum(i.rows for i in infos):,}"),
+        "run/bytes": dg.MetadataValue.text(f"{sum(i.bytes for i in infos):,}"),
         "run/partitions": dg.MetadataValue.md(
             "| partition | rows | sha256 |\n|---|---|---|\n"
             + "\n".join(f"| {partition_label(i.partition)} | {i.rows} | {i.sha256[:16]} |" for i in infos[:200])
@@ -201,14 +206,14 @@ class LakeIOManager(dg.ConfigurableIOManager):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a polars frame or PartitionStream, got {type(obj).__name__}")
 
         infos: list[PartitionInfo] = []
-        sample: pl.DataFrame | None = None
+        samples: dict[Partition, pl.DataFrame] = {}  # each partition's own first rows
         for key, frame in items:
             if key not in parts:
                 raise ValueError(f"{context.asset_key.to_user_string()}: produced partition {key!r} outside this run's {len(parts)} partition(s)")
             info = lake.write(spec, parts[key], frame, tier)
             infos.append(info)
-            if sample is None and frame.height:
-                sample = frame.head(8)
+            if frame.height:
+                samples[parts[key]] = frame.head(8)
             if len(parts) > 1:
                 context.log.info(f"stored {spec.name} {partition_label(info.partition)}: {info.rows} rows in {info.tier} ({len(infos)}/{len(parts)})")
         written = {i.partition for i in infos}
@@ -217,16 +222,18 @@ class LakeIOManager(dg.ConfigurableIOManager):
             raise ValueError(f"{context.asset_key.to_user_string()}: no output for partition(s) {missing[:10]}")
         if len(infos) == 1:
             metadata = partition_metadata(infos[0])
+            if samples:
+                metadata["preview"] = dg.MetadataValue.md(frame_preview_md(next(iter(samples.values()))))
         else:
-            # Each partition's own rows, range and checksum on its own materialization event.
+            # Each partition's own rows, range, checksum and preview on its own materialization event
+            # (run-level output metadata would show the first partition's rows on every partition).
             stored = {info.partition: info for info in infos}
             for key, partition in parts.items():
-                context.step_context.add_asset_metadata(
-                    partition_metadata(stored[partition]), asset_key=context.asset_key, partition_key=key
-                )
+                own = partition_metadata(stored[partition])
+                if partition in samples:
+                    own["preview"] = dg.MetadataValue.md(frame_preview_md(samples[partition]))
+                context.step_context.add_asset_metadata(own, asset_key=context.asset_key, partition_key=key)
             metadata = range_metadata(infos)
-        if sample is not None and sample.height:
-            metadata["preview"] = dg.MetadataValue.md(frame_preview_md(sample))
         if isinstance(obj, PartitionStream) and obj.summary is not None:
             metadata.update(obj.summary())
         context.add_output_metadata(metadata)

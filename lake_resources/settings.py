@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lake_resources.validation import LakeValidationError, validate_lake_home, validate_symbol
+from lake_resources.validation import LakeValidationError, parse_date, validate_lake_home, validate_symbol
 
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT")
 DEFAULT_DUKASCOPY_URL = "https://datafeed.dukascopy.com/datafeed"
@@ -59,6 +59,28 @@ def _flag(value: str | None, default: bool | str) -> bool | str:
     return value  # a CA bundle path
 
 
+def _env_symbols(value: str) -> tuple[str, ...]:
+    try:
+        return tuple(validate_symbol(s) for s in value.split(",") if s.strip())
+    except LakeValidationError as exc:
+        raise LakeValidationError(f"LAKE_SYMBOLS={value!r}: {exc}") from None
+
+
+def _validate_s3_names(bucket: str, prefix: str) -> None:
+    """Bucket and key prefix end up in every object key: refuse what S3 or a path would misread."""
+    if not _BUCKET.match(bucket or "") or ".." in bucket:
+        raise LakeValidationError(
+            f"LAKE_S3_BUCKET={bucket!r}: not a valid S3 bucket name (3-63 characters: lower-case letters, "
+            "digits, '.' and '-', starting and ending with a letter or digit)"
+        )
+    parts = prefix.strip("/").split("/") if prefix.strip("/") else []
+    if any(p in ("", ".", "..") for p in parts) or any(c in prefix for c in "\\*?[]{}\n\r\t"):
+        raise LakeValidationError(
+            f"LAKE_S3_PREFIX={prefix!r}: a key prefix must not have empty, '.' or '..' segments, "
+            "nor backslashes, glob characters or control characters"
+        )
+
+
 @dataclass(frozen=True)
 class LakeSettings:
     home: Path = Path(".lake")
@@ -92,9 +114,7 @@ class LakeSettings:
             dukascopy_url=env.get("LAKE_DUKASCOPY_URL") or DEFAULT_DUKASCOPY_URL,
             landing=Path(landing).expanduser() if landing else None,
             shared_landing=env.get("LAKE_SHARED_LANDING") or None,
-            symbols=tuple(validate_symbol(s) for s in symbols.split(",") if s.strip())
-            if symbols
-            else DEFAULT_SYMBOLS,
+            symbols=_env_symbols(symbols) if symbols else DEFAULT_SYMBOLS,
             start_date=env.get("LAKE_START_DATE") or DEFAULT_START_DATE,
         )
 
@@ -108,6 +128,11 @@ class LakeSettings:
         if self.landing is not None:
             object.__setattr__(self, "landing", Path(self.landing))
         self.shared_landing_location  # noqa: B018 - a malformed value fails here, not at the first sensor tick
+        _validate_s3_names(self.s3_bucket, self.s3_prefix)
+        try:
+            parse_date(self.start_date)
+        except LakeValidationError:
+            raise LakeValidationError(f"LAKE_START_DATE={self.start_date!r}: not a valid date; expected YYYY-MM-DD") from None
 
     @property
     def home_abs(self) -> Path:

@@ -847,6 +847,18 @@ def _is_lock_error(exc: Exception) -> bool:
     return ("lock" in text and ("could not set" in text or "conflicting" in text)) or "conflict" in text
 
 
+def _rollback(con) -> None:
+    """Roll back after a failed statement without hiding why it failed.
+
+    A COMMIT that fails (e.g. "No space left on device" writing the WAL) ends the transaction
+    itself; a ROLLBACK then raises "no transaction is active", which would replace the real error.
+    """
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as exc:
+        _log.debug("rollback after a failed warm write: %s", exc)
+
+
 class WarmTier:
     tier = Tier.WARM
 
@@ -997,10 +1009,11 @@ class WarmTier:
                 )
                 con.execute("COMMIT")
             except Exception:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
             finally:
-                con.unregister("_incoming")
+                with contextlib.suppress(duckdb.Error):  # the connection may be unusable after a failed commit
+                    con.unregister("_incoming")
 
         try:
             try:
@@ -1126,7 +1139,7 @@ class WarmTier:
                             [spec.name, partition_path(partition)])
                 con.execute("COMMIT")
             except Exception:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
         if self.path.exists():
@@ -1179,8 +1192,14 @@ class Lake:
         """Create the cold bucket if it does not exist (embedded/local setups; MinIO compose does it too)."""
         if self.settings.cold_is_s3:
             fs = self.cold.fs
-            if not fs.exists(self.settings.s3_bucket):
-                fs.mkdir(self.settings.s3_bucket)
+            try:
+                if not fs.exists(self.settings.s3_bucket):
+                    fs.mkdir(self.settings.s3_bucket)
+            except PermissionError as exc:  # the server answered: these credentials may not do this
+                raise LakeValidationError(
+                    f"bucket {self.settings.s3_bucket!r} at {self.settings.s3_endpoint}: access denied ({exc}); "
+                    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                ) from exc
 
     def partition_lock(self, dataset: str | DatasetSpec, partitions: Iterable[Partition]):
         """Hold these partitions against every other writer, move and compaction on this host."""

@@ -312,7 +312,7 @@ def test_leaderboard_ranks_every_run_by_sharpe_with_label_scores(research_lake: 
     assert board["sharpe"].fill_nan(None).to_list() == sharpe.sort(descending=True, nulls_last=True).to_list()
     assert {"total_return", "max_drawdown", "hit_rate", "trade_count", "precision", "recall", "f1"} <= set(board.columns)
 
-    scored = board.filter(pl.col("precision").is_not_null())
+    scored = board.filter(pl.col("f1_basis") == "labels")
     assert set(scored["spec_id"]) == set(run_ids) and scored["symbol"].unique().to_list() == ["EURUSD"]
     in_range = [l for l in labels if l >= runs.filter(pl.col("spec_id") == run_ids[0])["data_start"].min()]
     precision, recall = naive_scores(matches, in_range, timedelta(minutes=5))
@@ -346,3 +346,52 @@ def test_bad_labels_files_are_named_with_the_column_and_row(tmp_path: Path) -> N
     labels = load_labels(path)  # offsets converted to UTC, no offset read as UTC, symbols normalized
     assert labels["ts"].to_list() == [datetime(2019, 2, 4, 9, tzinfo=UTC), datetime(2019, 2, 4, 10, tzinfo=UTC)]
     assert labels["symbol"].to_list() == ["EURUSD", "EURUSD"]
+
+
+def test_each_run_partition_previews_its_own_rows(research_lake: ResearchLake, tmp_path: Path) -> None:
+    """Two strategy runs (a Bollinger and an MA crossover) backtested in one run: each run partition's
+    materialization previews its own rows (the preview used to be the first partition's, so the MA
+    crossover showed Bollinger rows)."""
+    lake, specs = research_lake, tmp_path / "strategies"
+    write_spec(specs, "boll", {"name": "boll", "version": 1, "kind": "bollinger_mean_reversion",
+                               "params": {"window": 20, "num_std": 2.0}})
+    write_spec(specs, "cross", {"name": "cross", "version": 1, "kind": "ma_crossover", "params": {"fast": 5, "slow": 30}})
+    run_ids = sorted(register_strategy_runs(lake.instance, specs))
+    assert len(run_ids) == 2
+    assert lake.materialize(["heuristic_defs"], run_config=strategies_config(specs)).success
+    keys = lake.instance.get_dynamic_partitions("strategy_runs")
+    first, last = sorted(run_ids, key=keys.index)
+    config = {"ops": {"backtests": {"config": {"start": "2019-02-04", "end": "2019-02-05"}}}}
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    result = lake.materialize(list(BACKTEST_OUTPUTS), tags=tags, run_config=config)
+    assert result.success
+    for name in ("backtest_runs", "backtest_trades", "signal_matches"):
+        for run_id in run_ids:
+            other = next(r for r in run_ids if r != run_id)
+            preview = materialization(result, name, run_id).metadata["preview"].value
+            assert run_id in preview and other not in preview, (name, run_id, preview[:300])
+
+
+def test_leaderboard_f1_is_defined_for_every_run_without_labels(research_lake: ResearchLake, tmp_path: Path) -> None:
+    """Without any labels file every leaderboard row has an F1 (it was null for every row): the outcome
+    F1 stored with the run (signals against later price moves, ``f1_basis`` "outcome"), recomputed
+    here from the stored bars, positions and trades."""
+    from lake_resources.research.outcomes import outcome_scores
+
+    lake, specs = research_lake, tmp_path / "strategies"
+    write_spec(specs, "donch", {"name": "donch", "version": 1, "kind": "breakout", "params": {"window": 60, "exit_window": 30}})
+    (run_id,) = register_strategy_runs(lake.instance, specs)
+    assert lake.materialize(["heuristic_defs"], run_config=strategies_config(specs)).success
+    assert backtest(lake, specs, run_id, "2019-02-04", "2019-02-05").success
+    config = {"ops": {"leaderboard": {"config": {"labels_directory": str(tmp_path / "no-labels")}}}}
+    assert lake.materialize(["leaderboard"], run_config=config).success
+    board = lake.client.read("leaderboard")
+    assert board["f1"].null_count() == 0 and set(board["f1_basis"]) == {"outcome"}
+    run = hx.expand_grid(hx.load_specs(specs)[0])[0]
+    trades = lake.lake.read_partition("backtest_trades", (("run", run_id),))
+    for symbol in SYMBOLS:
+        bars = lake.bars(symbol, date(2019, 2, 4), LAST)
+        positions = hx.detect(run, bars).positions["position"]
+        expected = outcome_scores(bars, positions, trades.filter(pl.col("symbol") == symbol).sort("entry_ts"))
+        row = board.filter((pl.col("spec_id") == run_id) & (pl.col("symbol") == symbol)).row(0, named=True)
+        assert row["f1"] == pytest.approx(expected["outcome_f1"]) and expected["outcome_opportunities"] > 0

@@ -210,3 +210,24 @@ def test_christmas_session_is_closed_in_generated_data(tmp_path: Path):
     christmas = date(2019, 12, 25)
     generate(tmp_path, ["EURUSD"], christmas, christmas, seed=5, ticks_per_day=2000, empty_hour_probability=0.0)
     assert _hours_with_ticks(tmp_path, "EURUSD", christmas) == expected_hours("EURUSD", christmas) == [22, 23]
+
+
+def test_lake_generate_prints_plain_text_or_json(tmp_path):
+    """``lake generate`` prints its summary as plain text (it printed a quoted Python string), and as
+    JSON with ``--json``."""
+    import json
+    import subprocess
+    import sys
+
+    def run_lake(args, env, cwd):
+        return subprocess.run([str(Path(sys.executable).parent / "lake"), *args], env={"PATH": "/usr/bin:/bin", **env},
+                              cwd=cwd, capture_output=True, text=True, timeout=120)
+
+    base = ["generate", "--symbols", "EURUSD", "--start", "2019-02-04", "--end", "2019-02-04", "--ticks-per-day", "50"]
+    text = run_lake([*base, "--out", str(tmp_path / "a")], {"LAKE_HOME": str(tmp_path / "lake")}, tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert not text.stdout.startswith('"') and "ticks" in text.stdout and str(tmp_path / "a") in text.stdout
+    as_json = run_lake([*base, "--out", str(tmp_path / "b"), "--json"], {"LAKE_HOME": str(tmp_path / "lake")}, tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    assert summary["files_written"] == 24 and set(summary["ticks"]) == {"EURUSD|2019-02-04"}

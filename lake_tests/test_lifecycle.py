@@ -389,9 +389,9 @@ def test_lake_storage_and_migrate_commands(lake_settings, day_ticks, day_bars, m
     text = capsys.readouterr().out
     assert "ticks" in text and "hot disk" in text and "bars_1m" in text
 
-    assert _cli(monkeypatch, lake_settings, "migrate", "--dataset", "ticks", "--to", "warm", "--dry-run") == 0
+    assert _cli(monkeypatch, lake_settings, "migrate", "--dataset", "ticks", "--to", "warm", "--dry-run", "-v") == 0
     out = capsys.readouterr().out
-    assert sum(l.startswith("would move") for l in out.splitlines()) == 4 and "4 partition(s) would move, 0 skipped" in out
+    assert sum(l.startswith("would move") for l in out.splitlines()) == 4 and "4 partition(s) would move" in out
     assert set(_tiers(lake).values()) == {"hot", "cold"}  # unchanged
     # --older-than N: partitions at least N days old go to their policy's final tier (ticks: cold).
     monkeypatch.setenv("LAKE_AS_OF", "2019-02-08")
@@ -435,3 +435,27 @@ def test_dagster_lifecycle_jobs_and_storage_health(lake_settings, day_ticks, day
     assert {s.name for s in defs.schedules} == {"lifecycle_migration_daily", "lifecycle_compaction_daily", "storage_health_hourly",
                                                 "storage_verify_daily"}
     assert {j.name for j in defs.jobs} == {"lifecycle_migration", "lifecycle_compaction", "storage_health_job", "storage_verify"}
+
+
+def test_migrate_dry_run_prints_a_summary_and_details_only_with_verbose(lake_settings, monkeypatch, capsys):
+    """``lake migrate --dry-run`` over 40 partitions (bars_1h, warm to cold) prints a few summary lines (per dataset and move:
+    partitions, rows, bytes, date span), not one line per partition; ``-v`` lists each partition."""
+    from datetime import datetime, timedelta, timezone
+
+    lake = Lake(lake_settings)
+    hourly = dataset_spec("bars_1h")
+    first = date(2019, 1, 1)
+    days = [(first + timedelta(days=i)).isoformat() for i in range(40)]
+    for day in days:
+        ts = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+        lake.write("bars_1h", hourly.partition(symbol="EURUSD", date=day), pl.DataFrame({"symbol": ["EURUSD"] * 3, "ts": [ts] * 3, "close": [1.0, 1.1, 1.2]}))
+    assert _cli(monkeypatch, lake_settings, "migrate", "--dataset", "bars_1h", "--to", "cold", "--dry-run") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) <= 5, out
+    assert not any(line.startswith("would move ") for line in out), out
+    summary = [line for line in out if "bars_1h" in line and "warm -> cold" in line]
+    assert len(summary) == 1 and "40 partition(s), 120 rows" in summary[0] and f"{days[0]}..{days[-1]}" in summary[0]
+    assert _cli(monkeypatch, lake_settings, "migrate", "--dataset", "bars_1h", "--to", "cold", "--dry-run", "-v") == 0
+    verbose = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("would move bars_1h") for line in verbose) == 40
+    assert {lake.find("bars_1h", hourly.partition(symbol="EURUSD", date=d)) for d in days} == {Tier.WARM}  # a dry run moves nothing

@@ -326,3 +326,26 @@ def test_lake_ui_serves_on_loopback_with_daemon_and_stops_cleanly(lake_env, tmp_
         time.sleep(0.5)
     assert not alive(), f"left running after lake ui stopped: {alive()}"
     assert "stopping (signal SIGTERM)" in log.read_text()
+
+
+def test_demo_gives_a_vendor_symbol_no_dukascopy_partitions(lake_env):
+    """``lake demo`` with AAPL (a vendor symbol): no raw_dukascopy/ticks partition for AAPL, neither in
+    Dagster nor in the lake (they used to be materialized empty); AAPL still gets its bars from the
+    vendor pulls, and a second demo has nothing to do."""
+    settings = lake_env
+    lines: list[str] = []
+    assert run_demo(settings, days=1, symbols="EURUSD,AAPL", ticks_per_day=2000,
+                    groups=("ingest", "canonical"), say=lines.append) == 0, "\n".join(lines)
+    day = "2019-02-15"
+    lake = Lake(settings)
+    with dg.DagsterInstance.get() as instance:
+        for key in ("raw_dukascopy", "ticks"):
+            assert instance.get_materialized_partitions(dg.AssetKey(key)) == {f"{day}|EURUSD"}, key
+        assert instance.get_materialized_partitions(dg.AssetKey("bars_1m")) == {f"{day}|EURUSD", f"{day}|AAPL"}
+    for dataset in ("raw_dukascopy", "ticks"):
+        assert lake.find(dataset, (("symbol", "AAPL"), ("date", day))) is None, dataset
+    assert lake.read_partition("bars_1m", (("symbol", "AAPL"), ("date", day))).height > 0
+    lines.clear()
+    assert run_demo(settings, days=1, symbols="EURUSD,AAPL", ticks_per_day=2000,
+                    groups=("ingest", "canonical"), say=lines.append) == 0
+    assert "0 run(s)" in lines[-1], "\n".join(lines)

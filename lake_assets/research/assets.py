@@ -40,13 +40,14 @@ from lake_assets.research.lineage import (
     stored_partitions,
     versions_json,
 )
-from lake_assets.research.plots import equity_png, png_markdown
+from lake_assets.research.plots import equity_png, equity_sparkline_markdown, png_markdown
 from lake_resources.client import LakeClient
 from lake_resources.datasets import dataset_spec
 from lake_resources.research import backtest as bt
 from lake_resources.research import features as fs
 from lake_resources.research import heuristics as hx
 from lake_resources.research import leaderboard as lb
+from lake_resources.research.outcomes import outcome_scores
 from lake_resources.resources import ALLOW_MISSING_KEY, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.storage import PartitionNotFound
 from lake_resources.validation import LakeValidationError, validate_symbol
@@ -422,6 +423,8 @@ def backtest_one(
                 "bars": bars.height,
                 "matches": detection.matches.height,
                 **{k: float(v) for k, v in result.metrics.items()},
+                # signals scored against what the market then did (definition: research/outcomes.py)
+                **outcome_scores(bars, detection.positions["position"], result.trades, config.commission_bps),
                 "commission_bps": config.commission_bps,
                 "commission_per_unit": config.commission_per_unit,
                 "input_dataset": dataset,
@@ -508,7 +511,13 @@ def backtests(context: dg.AssetExecutionContext, config: BacktestConfig, lake: L
             partition_key=key,
         )
         context.add_asset_metadata(
-            {"equity_curve": dg.MetadataValue.md(png_markdown(equity_png(curves, title), "equity curve"))},
+            {
+                # inline (under the UI's 1000-character limit for markdown); the full plot behind its link
+                "equity": dg.MetadataValue.md(equity_sparkline_markdown(curves)),
+                "equity_curve": dg.MetadataValue.md(png_markdown(equity_png(curves, title), "equity curve")),
+                **{f"return_pct/{symbol}": dg.MetadataValue.float(float(curve["return_pct"][-1]))
+                   for symbol, curve in sorted(curves.items()) if curve.height},
+            },
             asset_key="backtest_equity",
             partition_key=key,
         )
@@ -606,6 +615,15 @@ def build_leaderboard(lake, metric: str = "sharpe", descending: bool | None = No
     files = label_files(labels_dir) if labels_dir is not None else {}
     scores = label_scores(lake, summaries, files, tolerance)
     table = summaries.drop("input_versions").join(scores, on=["spec_id", "symbol"], how="left")
+    # A heuristic with a labels file is scored against it; every other run against outcome labels.
+    labelled = pl.col("f1").is_not_null()
+    outcome = {c: pl.col(f"outcome_{c}") if f"outcome_{c}" in table.columns else pl.lit(None, pl.Float64)
+               for c in ("precision", "recall", "f1")}
+    table = table.with_columns(
+        *(pl.when(labelled).then(pl.col(c)).otherwise(outcome[c]).alias(c) for c in ("precision", "recall", "f1")),
+        pl.when(labelled).then(pl.lit("labels")).when(outcome["f1"].is_not_null()).then(pl.lit("outcome"))
+        .otherwise(pl.lit(None, pl.Utf8)).alias("f1_basis"),
+    )
     try:
         ranked = lb.leaderboard(table.drop("run"), metric, descending=descending)
     except lb.LeaderboardError as exc:
@@ -635,7 +653,7 @@ def leaderboard(context: dg.AssetExecutionContext, config: LeaderboardConfig, la
     except LakeValidationError as exc:
         raise dg.Failure(description=f"labels: {exc}") from exc
     shown = ["rank", "spec_id", "symbol", config.metric,
-             *[c for c in (*SUMMARY_COLUMNS, "precision", "recall", "f1") if c != config.metric]]
+             *[c for c in (*SUMMARY_COLUMNS, "precision", "recall", "f1", "f1_basis") if c != config.metric]]
     return dg.Output(
         table,
         metadata={

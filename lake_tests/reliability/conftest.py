@@ -39,6 +39,7 @@ GROUPS = {
     "test_bad_input": "bad input",
     "test_bad_input_ingest": "bad input",
     "test_bad_input_symbols": "bad input",
+    "test_cli_errors": "bad input",
     "test_security": "security",
     "test_sql_readonly": "security",
     "test_glob_home": "bad input",

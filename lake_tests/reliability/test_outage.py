@@ -225,3 +225,69 @@ def test_hot_tier_disk_full_fails_cleanly_and_keeps_the_previous_version(tmp_pat
         assert after.read_partition(TICKS, PART).equals(fixture_versions["old"]["frame"])
         leftovers = [p.name for p in settings.hot_root.rglob(".*tmp*")]
         assert leftovers == []
+
+
+@pytest.mark.data_loss
+def test_warm_tier_disk_full_at_commit_keeps_the_real_error_and_the_data(tmp_path, fixture_versions):
+    """The warm tier's disk is full when DuckDB writes its WAL at COMMIT (a real 4 MiB tmpfs, filled
+    to within 64 KiB): the error says "No space left on device" for the warm file (not "cannot
+    rollback - no transaction is active"); the partitions stored before are intact, and once space is
+    freed the same write succeeds."""
+    import os
+    from datetime import timedelta
+
+    import polars as pl
+
+    home = tmp_path / "lake"
+    with full_disk_at(home, 4096) as how:
+        if how != "tmpfs":
+            pytest.skip("needs a real tmpfs (mount not permitted here): DuckDB writes below Python's open()")
+        lake = Lake(LakeSettings(home=home))
+        frame = fixture_versions["old"]["frame"]
+        lake.write(TICKS, PART, frame, tier="warm")
+        stats = os.statvfs(home)
+        (home / "ballast").write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 64 * 1024))
+        other = TICKS.partition(symbol="EURUSD", date="2019-02-05")
+        next_day = frame.with_columns(pl.col("ts") + timedelta(days=1))
+        with pytest.raises(LakeStorageError) as failed:
+            lake.write(TICKS, other, next_day, tier="warm")
+        message = str(failed.value)
+        assert "no space left on device" in message.lower(), message
+        assert "cannot rollback" not in message, message
+        assert "warm tier" in message and str(home / "warm.duckdb") in message, message
+        after = Lake(LakeSettings(home=home))
+        assert after.read_partition(TICKS, PART).equals(frame)
+        assert after.find(TICKS, other) is None
+        (home / "ballast").unlink()
+        after.write(TICKS, other, next_day, tier="warm")
+        assert after.verify(TICKS, other)[0]
+        assert after.read_partition(TICKS, other).equals(next_day)
+        assert after.read_partition(TICKS, PART).equals(frame)
+
+
+def test_s3_down_lake_sql_and_storage_give_one_line_naming_the_endpoint(tmp_path, own_s3, own_bucket_env):
+    """S3 server stopped, lake with a warm-tier dataset (bars_1d): ``lake sql`` over it and ``lake
+    storage`` each fail with one line naming the S3 endpoint, status 1 (a failure, not bad input),
+    and no botocore traceback; a query naming no dataset still runs without S3."""
+    import polars as pl
+
+    from lake_tests.reliability.test_cli_errors import assert_one_line, run_lake
+
+    env = {"LAKE_HOME": str(tmp_path / "lake"), **own_bucket_env}
+    lake = Lake(LakeSettings.from_env(env))
+    lake.ensure_bucket()
+    bars = dataset_spec("bars_1d")
+    from datetime import datetime, timezone
+
+    frame = pl.DataFrame({"symbol": ["EURUSD"], "ts": [datetime(2019, 2, 4, tzinfo=timezone.utc)], "close": [1.14]})
+    lake.write(bars, bars.partition(symbol="EURUSD", date="2019-02-04"), frame, tier="warm")
+    up = run_lake(["sql", "select count(*) as n from bars_1d", "--format", "csv"], env, tmp_path)
+    assert up.returncode == 0 and up.stdout.split() == ["n", "1"], up.stderr
+    own_s3.stop()
+    try:
+        assert_one_line(run_lake(["sql", "select count(*) from bars_1d"], env, tmp_path), 1, own_s3.endpoint, "unreachable")
+        assert_one_line(run_lake(["storage"], env, tmp_path), 1, own_s3.endpoint, "unreachable")
+        plain = run_lake(["sql", "select 41 + 1 as answer", "--format", "csv"], env, tmp_path)
+        assert plain.returncode == 0 and plain.stdout.split() == ["answer", "42"], plain.stderr
+    finally:
+        own_s3.start()
