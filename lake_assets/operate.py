@@ -111,8 +111,10 @@ def contiguous_ranges(ordered: Sequence[str], wanted: Iterable[str]) -> list[tup
     return ranges
 
 
-def lake_resources_for(settings, *, dukascopy_url: str | None = None) -> dict:
-    """Dagster resources pointing at ``settings``' lake; secrets stay ``EnvVar`` references."""
+def lake_resources_for(settings, *, dukascopy_url: str | None = None, dukascopy_feed: str | None = None,
+                       dukascopy_api: str | None = None) -> dict:
+    """Dagster resources pointing at ``settings``' lake; secrets stay ``EnvVar`` references. The
+    Dukascopy feed and bases default to the settings' (``LAKE_DUKASCOPY_FEED``/``_API``/``_URL``)."""
     import dagster as dg
 
     from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
@@ -137,7 +139,10 @@ def lake_resources_for(settings, *, dukascopy_url: str | None = None) -> dict:
     return {
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
-        "dukascopy": DukascopyResource(url=dukascopy_url or settings.dukascopy_url, lake=lake),
+        "dukascopy": DukascopyResource(
+            url=dukascopy_url or settings.dukascopy_url, feed=dukascopy_feed or settings.dukascopy_feed,
+            api_url=dukascopy_api or settings.dukascopy_api, api_batch_pause_seconds=settings.dukascopy_api_pause,
+            lake=lake),
     }
 
 
@@ -492,7 +497,8 @@ def run_demo(settings, *, days: int = 10, symbols: str = "EURUSD,XAUUSD,AAPL", t
     from lake_assets.definitions import defs
 
     dukascopy_url = str(settings.landing_root / "dukascopy")
-    resources = {**(defs.resources or {}), **lake_resources_for(settings, dukascopy_url=dukascopy_url)}
+    resources = {**(defs.resources or {}), **lake_resources_for(settings, dukascopy_url=dukascopy_url,
+                                                                 dukascopy_feed="datafeed")}
     demo_defs = dg.Definitions(
         assets=list(defs.assets or []), asset_checks=list(defs.asset_checks or []), resources=resources,
     )

@@ -48,7 +48,8 @@ def _tick_count(env) -> int:
 
 
 def test_bars_from_file_datafeed_equal_dukascopy_candles(tmp_path, datafeed_dir):
-    env = {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_URL": datafeed_dir.as_uri()}
+    env = {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_URL": datafeed_dir.as_uri(),
+           "LAKE_DUKASCOPY_FEED": "datafeed"}
     _materialize("+bars_1m", env)
     assert _tick_count(env) == 136741
     rows = _sql("select * from bars_1m where symbol='EURUSD' order by ts", env)
@@ -76,7 +77,7 @@ def http_mirror(datafeed_dir):
 
 
 def test_ticks_from_loopback_http_mirror(tmp_path, http_mirror):
-    env = {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_URL": http_mirror}
+    env = {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_URL": http_mirror, "LAKE_DUKASCOPY_FEED": "datafeed"}
     _materialize("+ticks", env)
     assert _tick_count(env) == 136741
     status = _sql("select status, count(*) n from raw_dukascopy group by 1", env)
@@ -93,7 +94,8 @@ def test_ticks_from_s3_landing_bucket_with_cold_tier_on_s3(tmp_path, s3_server, 
         fs.mkdir("landing-accept")
     for f in sorted((datafeed_dir / "EURUSD/2019/01/04").glob("*h_ticks.bi5")):
         fs.pipe_file(f"landing-accept/datafeed/EURUSD/2019/01/04/{f.name}", f.read_bytes())
-    env |= {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_URL": "s3://landing-accept/datafeed"}
+    env |= {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_URL": "s3://landing-accept/datafeed",
+            "LAKE_DUKASCOPY_FEED": "datafeed"}
     _materialize("+ticks", env)
     assert _tick_count(env) == 136741
     # The raw zone is on the bucket too: every raw byte kept, re-parseable.
