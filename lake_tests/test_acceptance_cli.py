@@ -103,3 +103,48 @@ def test_ticks_from_s3_landing_bucket_with_cold_tier_on_s3(tmp_path, s3_server, 
     assert len([p for p in raw if p.endswith("h_ticks.bi5")]) == 24
     stored = fs.cat_file("landing-accept/lake/raw/dukascopy/symbol=EURUSD/date=2019-02-04/00h_ticks.bi5")
     assert stored == (datafeed_dir / "EURUSD/2019/01/04/00h_ticks.bi5").read_bytes()
+
+
+API_SELECTION = ("raw_dukascopy,ticks,bars_1m,bars_1h,bars_1d,vendor_candles_1m,vendor_candles_1h,vendor_candles_1d")
+
+
+def test_lake_backfill_from_loopback_api_gives_the_vendors_ticks_and_bars_with_the_check_green(tmp_path, api_server,
+                                                                                               datafeed_dir):
+    """Issue 14's acceptance: `lake backfill` on the default feed against a loopback server of the API
+    layout (the real fixture day EURUSD 2019-02-04, served as the API serves it)."""
+    import dagster as dg
+
+    env = {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_API": api_server.base,
+           "DAGSTER_HOME": str(tmp_path / "dagster"), "LAKE_DUKASCOPY_API_PAUSE": "0"}
+    _run([str(BIN / "lake"), "backfill", "--start", "2019-02-04", "--end", "2019-02-04", "--symbols", "EURUSD",
+          "--select", API_SELECTION], env)
+    assert api_server.count("ticks/EUR-USD/2019/2/4/0") == 1  # the default feed is the API
+    feeds = _sql("select feed, status, count(*) n from raw_dukascopy group by 1, 2", env)
+    assert [(r["feed"], r["status"], int(r["n"])) for r in feeds] == [("api", "present", 24)]
+    # ticks equal the vendor's: the same ts/bid/ask as the day's BI5 files
+    day = datetime(2019, 2, 4, tzinfo=timezone.utc)
+    hours = [(datafeed_dir / bi5.hour_path("EURUSD", h)).read_bytes() for h in bi5.day_hours(day.date())]
+    expected = bi5.decode_day_ticks(hours, day.date(), 100000)
+    got = _sql("select epoch_ns(ts) ns, bid, ask from ticks where symbol='EURUSD' order by ts", env)
+    assert len(got) == expected.height == 136741
+    assert [int(r["ns"]) for r in got] == expected["ts"].dt.epoch("ns").to_list()
+    assert [float(r["bid"]) for r in got] == expected["bid"].to_list()
+    assert [float(r["ask"]) for r in got] == expected["ask"].to_list()
+    # bars equal the vendor's minute candles
+    rows = _sql("select * from bars_1m where symbol='EURUSD' order by ts", env)
+    base = datafeed_dir / "EURUSD/2019/01/04"
+    for side in ("bid", "ask"):
+        candles = bi5.decode_candles((base / f"{side.upper()}_candles_min_1.bi5").read_bytes(), day, 100000)
+        assert len(rows) == candles.height == 1440
+        for row, candle in zip(rows, candles.iter_rows(named=True)):
+            for field in ("open", "high", "low", "close"):
+                assert float(row[f"{side}_{field}"]) == candle[field], (row["ts"], side, field)
+    # ... and the check says so, through Dagster, for minutes, hours and the day
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for bars in ("bars_1m", "bars_1h", "bars_1d"):
+            key = dg.AssetCheckKey(dg.AssetKey(bars), "matches_vendor_candles")
+            record = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)[0]
+            evaluation = record.event.dagster_event.event_specific_data
+            assert evaluation.passed, (bars, evaluation.description)
+            assert evaluation.metadata["compared"].value is True, (bars, evaluation.description)
+            assert evaluation.metadata["periods_compared"].value == {"bars_1m": 1440, "bars_1h": 24, "bars_1d": 1}[bars]

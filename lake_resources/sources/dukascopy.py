@@ -423,6 +423,12 @@ class DukascopySource:
             self._cache.put(rel, status, payload)
         return HourFetch(hour, rel, status, payload, source, _digest(status, payload))
 
+    feed = "datafeed"
+
+    def fetch_file(self, rel: str) -> bytes | None:
+        """Any file under the base (e.g. a candle file), not cached; None when missing."""
+        return self._backend.read(rel)
+
     def fetch_day(self, symbol: str, day: date | str) -> list[HourFetch]:
         """Fetch a UTC day's 24 hourly files, in hour order, at most ``max_concurrency`` at a time."""
         symbol = validate_symbol(symbol)
