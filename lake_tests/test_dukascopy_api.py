@@ -181,3 +181,30 @@ def test_api_source_reads_a_local_directory_laid_out_like_the_urls(api_layout_di
     assert [f.status for f in fetched] == ["present"] * 24
     candles = source.fetch_candles("EURUSD", "minute", "BID", date(2026, 7, 11))
     assert candles.status == "empty"
+
+
+def test_todays_partition_completed_hours_from_cache_current_hour_reread_rerun_fetches_only_new(
+        api_server, tmp_path):
+    """A symbol-day fetched during the day, twice: the second run asks only for what is new."""
+    from lake_resources.settings import LakeSettings
+    from lake_resources.storage import Lake
+
+    lake = Lake(LakeSettings(home=tmp_path / "lake"))
+    clock = {"now": datetime(2019, 2, 4, 13, 40, tzinfo=timezone.utc)}
+    ms = lambda h: int(datetime(2019, 2, 4, h, tzinfo=timezone.utc).timestamp() * 1000)  # noqa: E731
+    with _source(api_server, tmp_path, now=lambda: clock["now"]) as source:
+        first = ingest.fetch_raw_day(lake, source, "EURUSD", DAY)
+        status = dict(zip(first["hour"], first["status"]))
+        assert [status[h] for h in range(14)] == ["present"] * 14 and {status[h] for h in range(14, 24)} == {"missing"}
+        assert api_server.count(f"ticks/EUR-USD?from={ms(13)}") == 1  # the current hour, in the ?from= form
+        assert api_server.count("ticks/EUR-USD/2019/2/4/14") == 0  # the future is never asked
+        asked_before = len(api_server.requests)
+        clock["now"] = datetime(2019, 2, 4, 15, 10, tzinfo=timezone.utc)
+        second = ingest.fetch_raw_day(lake, source, "EURUSD", DAY)
+    new = sorted(p for p, _ in api_server.requests[asked_before:])
+    # hours 0-12 came from the cache; 13 and 14 are complete now; 15 is current; 16-23 are future
+    assert new == sorted(["ticks/EUR-USD/2019/2/4/13", "ticks/EUR-USD/2019/2/4/14", f"ticks/EUR-USD?from={ms(15)}"])
+    assert dict(zip(second["hour"], second["status"]))[15] == "present"
+    ticks, _ = ingest.ticks_from_raw(lake, "EURUSD", DAY, second)
+    assert ticks["ts"].max() < datetime(2019, 2, 4, 16, tzinfo=timezone.utc)
+    assert ticks.filter(pl.col("ts").dt.hour() == 15).height > 0
