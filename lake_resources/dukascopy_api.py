@@ -19,6 +19,7 @@ Anything malformed raises :class:`ApiDecodeError` naming the response and what i
 
 from __future__ import annotations
 
+import array
 import json
 import math
 from collections.abc import Sequence
@@ -108,6 +109,10 @@ def _arrays(obj: dict, keys: Sequence[str], name: str) -> dict[str, list]:
 
 
 def _as_int64(values: list, key: str, name: str) -> np.ndarray:
+    try:  # the common case, all ints: array.array converts ~1.5x faster than np.asarray
+        return np.frombuffer(array.array("q", values), dtype=np.int64)
+    except (TypeError, OverflowError):
+        pass  # floats, nulls or huge numbers: the careful path says which
     try:
         arr = np.asarray(values)
     except (ValueError, TypeError):
@@ -125,8 +130,8 @@ def _as_int64(values: list, key: str, name: str) -> np.ndarray:
 
 def _as_float(values: list, key: str, name: str) -> np.ndarray:
     try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (ValueError, TypeError):
+        arr = np.frombuffer(array.array("d", values), dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
         raise ApiDecodeError(f"{name}: column {key!r} holds non-numeric values") from None
     if not np.isfinite(arr).all():
         raise ApiDecodeError(f"{name}: column {key!r} holds non-finite values")
@@ -219,7 +224,8 @@ def decode_day_ticks_checked(
         raise ValueError(f"expected 24 hourly payloads, got {len(hours)}")
     names = list(names) if names is not None else [f"{day.isoformat()} {h:02d}h ticks.json" for h in range(24)]
     day_ms = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1000
-    parts, problems = [], []
+    parts: list[dict[str, np.ndarray]] = []
+    problems = []
     for h, payload in enumerate(hours):
         if not payload:
             continue
@@ -229,16 +235,18 @@ def decode_day_ticks_checked(
             problems.append(HourProblem(h, names[h], str(exc), None))
             continue
         lo, hi = (day_ms + h * MS_PER_HOUR) * _NS_PER_MS, (day_ms + (h + 1) * MS_PER_HOUR) * _NS_PER_MS
-        outside = (cols["ts"] < lo) | (cols["ts"] >= hi)
-        if outside.any():
+        ts = cols["ts"]  # non-decreasing (time deltas are >= 0): the ends settle the normal case
+        if len(ts) and (ts[0] < lo or ts[-1] >= hi):
+            outside = (ts < lo) | (ts >= hi)
             n = int(outside.sum())
             problems.append(HourProblem(h, names[h], f"{names[h]}: {n} tick(s) with a timestamp outside the hour", n))
             cols = {k: v[~outside] for k, v in cols.items()}
-        parts.append(_ticks_frame(cols))
+        parts.append(cols)
     if not parts:
         return _ticks_frame({"ts": np.empty(0, np.int64), "bid": np.empty(0), "ask": np.empty(0),
                              "bid_volume": np.empty(0, np.float32), "ask_volume": np.empty(0, np.float32)}), problems
-    return pl.concat(parts, rechunk=True), problems
+    # one frame for the day (a polars frame per hour costs more than the hour's numpy work)
+    return _ticks_frame({k: np.concatenate([p[k] for p in parts]) for k in ("ts", *_TICK_OUT)}), problems
 
 
 def decode_candles(payload: bytes | str, *, name: str = "<response>") -> pl.DataFrame:
