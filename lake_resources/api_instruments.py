@@ -2,8 +2,9 @@
 ``lake instruments sync``) price scale, timezone, trading schedule and holidays.
 
 Shipped as ``instruments_api.json`` (built from dukascopy-node 1.49's ``instrument-meta-data``, MIT:
-``LICENSE-dukascopy-node.txt``). ``LAKE_INSTRUMENTS_API`` may name another copy (what ``lake instruments
-sync`` writes by default is the shipped file itself, so the whole lake sees the refresh).
+``LICENSE-dukascopy-node.txt``). ``lake instruments sync`` writes the lake's own copy
+(``LAKE_HOME/instruments_api.json``), read instead of the shipped file once it exists;
+``LAKE_INSTRUMENTS_API`` names another file.
 """
 
 from __future__ import annotations
@@ -34,9 +35,22 @@ class ApiInstrument:
     group: str | None = None
 
 
+def shipped_path() -> Path:
+    return Path(str(resources.files("lake_resources").joinpath(SHIPPED)))
+
+
+def lake_copy_path() -> Path:
+    """Where ``lake instruments sync`` writes by default: the lake's own copy, beside its data."""
+    return (Path(os.environ.get("LAKE_HOME") or ".lake").expanduser() / SHIPPED).resolve()
+
+
 def catalogue_path() -> Path:
+    """``LAKE_INSTRUMENTS_API`` if set, else the lake's synced copy if there is one, else the shipped file."""
     override = os.environ.get("LAKE_INSTRUMENTS_API")
-    return Path(override) if override else Path(str(resources.files("lake_resources").joinpath(SHIPPED)))
+    if override:
+        return Path(override)
+    synced = lake_copy_path()
+    return synced if synced.is_file() else shipped_path()
 
 
 def _load(path: str) -> dict[str, ApiInstrument]:

@@ -188,7 +188,7 @@ def _tick_profile(inst: Instrument) -> _TickProfile:
     market = market_of(symbol)
     if market is Market.CRYPTO:
         return _TickProfile(level, 0.035, 0.25, 7.0, 0.1, 4, market, _CRYPTO_HOURS, (1.0,) * 24)
-    if market is Market.UNKNOWN:  # index and stock CFDs: the calendar has no rule; trade them on FX hours
+    if market in (Market.UNKNOWN, Market.SCHEDULE):  # index and stock CFDs: trade them on FX hours
         market = Market.FX
     if base in _METAL_BASES:
         return _TickProfile(level, 0.010, 0.08, 1.8, 0.01, 4, market, _FX_HOURS, _FX_SPREAD_BY_HOUR)

@@ -39,6 +39,8 @@ ENV_VARS: dict[str, str] = {
     "(BI5 files at LAKE_DUKASCOPY_URL)",
     "LAKE_DUKASCOPY_API": "Dukascopy JSON data API base (default https://jetta.dukascopy.com/v1): an http(s):// "
     "mirror, file:// or local dir laid out like the URL paths, or s3://bucket/prefix",
+    "LAKE_INSTRUMENTS_API": "API instrument catalogue file (default: LAKE_HOME/instruments_api.json once "
+    "`lake instruments sync` wrote it, else the one shipped in lake_resources)",
     "LAKE_DUKASCOPY_API_PAUSE": "seconds between batches of API requests (default 0.5)",
     "LAKE_LANDING": "landing area watched by the vendor-file sensor (default LAKE_HOME/landing)",
     "LAKE_SHARED_LANDING": "second landing area watched beside LAKE_LANDING: s3://bucket/prefix (through "
