@@ -129,7 +129,7 @@ def cmd_instruments(args) -> int:
     try:
         with DukascopyApiSource(base, batch_pause=settings.dukascopy_api_pause) as source:
             counts = sync(source, out, detail_symbols=symbols)
-    except (SyncError, SourceError) as exc:
+    except (SyncError, SourceError, ValueError) as exc:  # one line naming what and where
         print(f"lake instruments sync: {exc}", file=sys.stderr)
         return 1
     print(f"{out}: {counts['listed']} instruments listed ({counts['added']} new), details of {counts['details']} "

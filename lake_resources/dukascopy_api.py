@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -44,8 +45,19 @@ class ApiDecodeError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ paths
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def valid_code(code: str) -> str:
+    """An instrument code as the API names them (``EUR-USD``, ``0005.HK-HKD``); anything else (a path
+    separator, ``..``) is refused: codes become URL and file path segments."""
+    if not isinstance(code, str) or not _CODE.match(code) or ".." in code:
+        raise ValueError(f"invalid instrument code {code!r}: expected letters, digits, '.', '-' or '_'")
+    return code
+
+
 def _code(code: str) -> str:
-    return quote(code, safe="")
+    return quote(valid_code(code), safe="")
 
 
 def ticks_path(code: str, hour: datetime) -> str:

@@ -53,6 +53,10 @@ def entry_from(meta: dict, previous: dict | None = None) -> dict:
     code = meta.get("code")
     if not isinstance(code, str) or not code:
         raise SyncError(f"instrument without a code: {str(meta)[:200]}")
+    try:
+        codec.valid_code(code)
+    except ValueError as exc:
+        raise SyncError(str(exc)) from None
     out["code"] = code
     out["name"] = meta.get("name") or out.get("name") or code
     scale = meta.get("priceScale")

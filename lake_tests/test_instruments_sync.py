@@ -116,3 +116,19 @@ def test_without_a_synced_schedule_an_index_has_no_rule(monkeypatch, tmp_path):
     assert market_of("DEUIDXEUR") is Market.UNKNOWN
     with pytest.raises(ValueError, match="no trading-hours rule"):
         trading_sessions("DEUIDXEUR", date(2019, 2, 4))
+
+
+def test_sync_refuses_an_instrument_code_that_would_escape_its_path(tmp_path):
+    """Codes become URL and file path segments: a hostile list entry is refused, the catalogue untouched."""
+    from lake_resources.instrument_sync import SyncError, sync
+    from lake_resources.sources.dukascopy_api import DukascopyApiSource
+
+    base = tmp_path / "api"
+    base.mkdir()
+    (base / "instruments").write_text(json.dumps([{"code": "EUR-USD", "priceScale": 5},
+                                                   {"code": "../../etc", "priceScale": 2}]))
+    out = tmp_path / "catalogue.json"
+    out.write_text(json.dumps({"instruments": {}}))
+    with pytest.raises(SyncError, match=r"invalid instrument code '\.\./\.\./etc'"):
+        sync(DukascopyApiSource(base), out)
+    assert json.loads(out.read_text()) == {"instruments": {}}
