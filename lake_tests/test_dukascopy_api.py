@@ -208,3 +208,20 @@ def test_todays_partition_completed_hours_from_cache_current_hour_reread_rerun_f
     ticks, _ = ingest.ticks_from_raw(lake, "EURUSD", DAY, second)
     assert ticks["ts"].max() < datetime(2019, 2, 4, 16, tzinfo=timezone.utc)
     assert ticks.filter(pl.col("ts").dt.hour() == 15).height > 0
+
+
+def test_raw_hours_stored_before_the_feed_column_read_as_datafeed_and_both_feeds_mix_in_a_day(tmp_path, datafeed_dir,
+                                                                                              api_layout_dir):
+    from lake_resources.settings import LakeSettings
+    from lake_resources.sources.dukascopy import DukascopySource
+    from lake_resources.storage import Lake
+
+    lake = Lake(LakeSettings(home=tmp_path / "lake"))
+    bi5_hours = ingest.fetch_raw_day(lake, DukascopySource(datafeed_dir.as_uri()), "EURUSD", DAY)
+    legacy, _ = ingest.ticks_from_raw(lake, "EURUSD", DAY, bi5_hours.drop("feed"))  # a partition from before
+    assert legacy.height == 136741
+    # hours 0-11 from BI5, 12-23 from the API (a mirror switched mid-day): one day, one frame in time order
+    api_hours = ingest.fetch_raw_day(lake, DukascopyApiSource(api_layout_dir.as_uri()), "EURUSD", DAY)
+    mixed_hours = pl.concat([bi5_hours.filter(pl.col("hour") < 12), api_hours.filter(pl.col("hour") >= 12)])
+    mixed, quarantine = ingest.ticks_from_raw(lake, "EURUSD", DAY, mixed_hours)
+    assert quarantine.height == 0 and mixed.equals(legacy)
