@@ -50,6 +50,8 @@ class ApiServer:
         self.faults: dict[str, list[tuple]] = {}
         self.current: dict[str, bytes] = {}
         self.requests: list[tuple[str, float]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests served at once
         self._lock = threading.Lock()
         server = self
 
@@ -58,7 +60,14 @@ class ApiServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                server._serve(self)
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    server._serve(self)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

@@ -225,3 +225,14 @@ def test_raw_hours_stored_before_the_feed_column_read_as_datafeed_and_both_feeds
     mixed_hours = pl.concat([bi5_hours.filter(pl.col("hour") < 12), api_hours.filter(pl.col("hour") >= 12)])
     mixed, quarantine = ingest.ticks_from_raw(lake, "EURUSD", DAY, mixed_hours)
     assert quarantine.height == 0 and mixed.equals(legacy)
+
+
+def test_api_source_asks_at_most_max_concurrency_at_once_in_paced_batches(api_server, tmp_path):
+    api_server.faults = {f"ticks/EUR-USD/2019/2/4/{h}": [("sleep", 0.2)] for h in range(24)}
+    with _source(api_server, tmp_path, max_concurrency=3, batch_pause=0.3) as source:
+        assert [f.status for f in source.fetch_day("EURUSD", DAY)] == ["present"] * 24
+    assert api_server.max_in_flight == 3  # every request was slow, so batches of 3 filled up, and no more
+    starts = sorted(t for _, t in api_server.requests)
+    batches = [starts[i:i + 3] for i in range(0, 24, 3)]
+    # a pause between batches (a lower bound: sleeping never ends early)
+    assert all(b[0] - a[-1] >= 0.3 for a, b in zip(batches, batches[1:]))
