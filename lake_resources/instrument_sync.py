@@ -40,7 +40,7 @@ def _iso(ms: Any) -> str | None:
 
 def _json(payload: bytes | None, what: str) -> Any:
     if payload is None:
-        raise SyncError(f"{what}: not found (HTTP 404)")
+        raise SyncError(f"{what}: not found")
     try:
         return json.loads(payload)
     except ValueError as exc:

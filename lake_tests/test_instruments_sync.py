@@ -132,3 +132,13 @@ def test_sync_refuses_an_instrument_code_that_would_escape_its_path(tmp_path):
     with pytest.raises(SyncError, match=r"invalid instrument code '\.\./\.\./etc'"):
         sync(DukascopyApiSource(base), out)
     assert json.loads(out.read_text()) == {"instruments": {}}
+
+
+def test_sync_from_a_base_without_instruments_fails_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKE_", "AWS_"))}
+    env |= {"LAKE_HOME": str(tmp_path / "lake")}
+    proc = subprocess.run([str(Path(sys.executable).parent / "lake"), "instruments", "sync", "--base",
+                           tmp_path.as_uri(), "--symbols", "EURUSD"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"lake instruments sync: {tmp_path}/instruments: not found"]
