@@ -49,6 +49,9 @@ def test_bars_equal_the_vendors_candles_through_either_feed(tmp_path, feed, data
         assert checks[bars].passed, checks[bars].description
         assert checks[bars].metadata["compared"].value is True
         assert checks[bars].metadata["periods_compared"].value == periods
+    candle_checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()
+                     if e.asset_key.to_user_string().startswith("vendor_candles")}
+    assert len(candle_checks) == 12 and all(candle_checks.values()), candle_checks  # schema, ts, dupes, checksum
     lake = Lake(LakeResource(home=str(tmp_path / "lake")).settings())
     candles = lake.read_partition("vendor_candles_1m", PART)
     assert candles.height == 1440 and candles["point"].unique().to_list() == [1e-05]

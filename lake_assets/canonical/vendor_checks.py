@@ -12,7 +12,8 @@ import dagster as dg
 import polars as pl
 
 from lake_assets.canonical.assets import bars_1d, bars_1h, bars_1m
-from lake_assets.canonical.checks import _md, _targets
+from lake_assets.canonical.checks import CHECKSUM, DUPLICATES, SCHEMA, TIMESTAMPS, _md, _targets, build_dataset_checks
+from lake_assets.ingest.vendor_candles import vendor_candles_1d, vendor_candles_1h, vendor_candles_1m
 from lake_assets.partitions import split_key
 from lake_resources.instruments import instrument
 from lake_resources.resources import LakeResource
@@ -103,4 +104,9 @@ def bars_vs_vendor_candles(context: dg.AssetCheckExecutionContext, lake: LakeRes
             )
 
 
-VENDOR_CHECKS = [bars_vs_vendor_candles]
+VENDOR_CHECKS = [
+    bars_vs_vendor_candles,
+    *[build_dataset_checks(asset, asset.key.path[-1], (SCHEMA, TIMESTAMPS, DUPLICATES, CHECKSUM),
+                           duplicate_keys=("symbol", "ts"))
+      for asset in (vendor_candles_1m, vendor_candles_1h, vendor_candles_1d)],
+]
