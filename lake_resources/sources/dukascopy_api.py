@@ -169,26 +169,30 @@ class DukascopyApiSource:
         return f"DukascopyApiSource({self.base!r})"
 
     # ------------------------------------------------------------------------------ one answer
-    def _read(self, rel: str) -> tuple[bytes | None, HourStatus]:
+    def _read(self, rel: str) -> tuple[bytes | None, HourStatus, bool]:
+        """(payload, status, whether it parses) of one answer; the JSON is parsed once."""
         with self._lock:
             self.requests += 1
         if not self._http:
             payload = self._backend.read(rel)
-            return payload, _classify(payload)[0]
-        truncated: list[bytes] = []
+            return (payload, *_classify(payload))
+        seen: list[tuple[bytes, HourStatus, bool]] = []
 
         def validate(body: bytes) -> None:
-            if not _classify(body)[1]:
-                truncated.append(body)
+            status, parses = _classify(body)
+            seen.append((body, status, parses))
+            if not parses:
                 raise _Retryable(f"invalid JSON body ({len(body)} bytes, truncated?)")
 
         try:
             payload = self._backend.read(rel, validate)
         except SourceError:
-            if not truncated:
+            if not seen:
                 raise
-            payload = truncated[-1]  # never parsed: kept as received, quarantined by the decoder
-        return payload, _classify(payload)[0]
+            return seen[-1]  # never parsed: kept as received, quarantined by the decoder
+        if payload is None:
+            return None, "missing", True
+        return seen[-1]
 
     def _settled(self, end: datetime) -> bool:
         return end + self.settle_after <= self._now()
@@ -207,14 +211,14 @@ class DukascopyApiSource:
                 if status == "present" and _EMPTY_BODY.search(payload):
                     status = "empty"
                 return status, payload, self._backend.locate(rel), True, False
-        payload, status = self._read(asked)
+        payload, status, parses = self._read(asked)
         for _ in range(self.empty_retries if trading and not current else 0):
             if status != "empty":
                 break
             time.sleep(self.empty_pause)  # a throttled server's empty answer may be wrong: ask again
-            payload, status = self._read(asked)
+            payload, status, parses = self._read(asked)
         payload = payload or b""
-        if (self._cache is not None and not current and _classify(payload or None)[1]
+        if (self._cache is not None and not current and parses
                 and (status == "present" or self._settled(end))):
             self._cache.put(rel, status, payload)
         return status, payload, self._backend.locate(asked), False, current
