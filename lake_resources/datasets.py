@@ -89,7 +89,7 @@ def partition_label(partition: Partition) -> str:
 
 
 _SPECS = [
-    DatasetSpec("raw_dukascopy", Tier.HOT, description="Per hour of a symbol-day: present, empty or missing, with the raw file's size and SHA-256 (bytes kept in the raw zone)."),
+    DatasetSpec("raw_dukascopy", Tier.HOT, description="Per hour of a symbol-day: present, empty or missing, with the raw file's size and SHA-256 (bytes kept in the raw zone) and the feed it came from (api or datafeed)."),
     DatasetSpec("raw_vendor", Tier.HOT, description="Every vendor JSON pull of a symbol-day, as an index of zstd-compressed payloads kept in the raw zone."),
     DatasetSpec("ticks", Tier.HOT, description="Normalized ticks: UTC ns timestamps, bid/ask, volumes, mid and spread, in time order."),
     DatasetSpec("vendor_candles_1m", Tier.WARM, description="Dukascopy's own BID and ASK minute candles of a symbol-day (the vendor's reference for bars_1m), with the price step."),
