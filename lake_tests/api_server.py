@@ -50,6 +50,7 @@ class ApiServer:
         self.faults: dict[str, list[tuple]] = {}
         self.current: dict[str, bytes] = {}
         self.requests: list[tuple[str, float]] = []
+        self.authorization: list[str | None] = []  # the Authorization header of each request
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests served at once
         self._lock = threading.Lock()
@@ -84,6 +85,7 @@ class ApiServer:
         asked = rel + (f"?{url.query}" if url.query else "")
         with self._lock:
             self.requests.append((asked, time.monotonic()))
+            self.authorization.append(handler.headers.get("Authorization"))
             fault = self.faults.get(asked, [None]).pop(0) if self.faults.get(asked) else None
         if fault and fault[0] == "status":
             self._send(handler, fault[1], b"{}", fault[2] if len(fault) > 2 else {})

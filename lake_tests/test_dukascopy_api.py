@@ -236,3 +236,19 @@ def test_api_source_asks_at_most_max_concurrency_at_once_in_paced_batches(api_se
     batches = [starts[i:i + 3] for i in range(0, 24, 3)]
     # a pause between batches (a lower bound: sleeping never ends early)
     assert all(b[0] - a[-1] >= 0.3 for a, b in zip(batches, batches[1:]))
+
+
+def test_api_credentials_in_the_base_are_sent_but_never_shown(api_server, tmp_path):
+    base = api_server.base.replace("http://", "http://lake:s3cr%40t@")
+    path = "ticks/EUR-USD/2019/2/4/8"
+    api_server.faults = {path: [("status", 503)] * 2}
+    with DukascopyApiSource(base, retries=1, backoff=0.01) as source:
+        assert "s3cr" not in source.base and "s3cr" not in repr(source)
+        with pytest.raises(SourceError) as failed:
+            source.fetch_hour("EURUSD", datetime(2019, 2, 4, 8, tzinfo=timezone.utc))
+        assert "s3cr" not in str(failed.value) and "HTTP 503" in str(failed.value)
+        fetched = source.fetch_hour("EURUSD", datetime(2019, 2, 4, 9, tzinfo=timezone.utc))
+        assert fetched.status == "present" and "s3cr" not in fetched.source
+    import base64
+
+    assert set(api_server.authorization) == {"Basic " + base64.b64encode(b"lake:s3cr@t").decode()}
