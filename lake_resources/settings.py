@@ -41,6 +41,8 @@ ENV_VARS: dict[str, str] = {
     "mirror, file:// or local dir laid out like the URL paths, or s3://bucket/prefix",
     "LAKE_INSTRUMENTS_API": "API instrument catalogue file (default: LAKE_HOME/instruments_api.json once "
     "`lake instruments sync` wrote it, else the one shipped in lake_resources)",
+    "LAKE_TODAY_PARTITION": "'on' adds the current UTC day to the daily partitions, materializable during the day "
+    "(completed hours cached, the current hour re-read each run; default off)",
     "LAKE_DUKASCOPY_API_PAUSE": "seconds between batches of API requests (default 0.5)",
     "LAKE_LANDING": "landing area watched by the vendor-file sensor (default LAKE_HOME/landing)",
     "LAKE_SHARED_LANDING": "second landing area watched beside LAKE_LANDING: s3://bucket/prefix (through "
@@ -77,6 +79,13 @@ def parse_feed(value: str | None) -> str:
     return feed
 
 
+def _on_off(name: str, value: str | None) -> bool:
+    flag = _flag(value, False)
+    if not isinstance(flag, bool):
+        raise LakeValidationError(f"{name}={value!r}: expected on or off")
+    return flag
+
+
 def _seconds(name: str, value: str | None, default: float) -> float:
     if value is None or not value.strip():
         return default
@@ -103,6 +112,7 @@ class LakeSettings:
     dukascopy_feed: str = DEFAULT_DUKASCOPY_FEED
     dukascopy_api: str = DEFAULT_DUKASCOPY_API
     dukascopy_api_pause: float = 0.5
+    today_partition: bool = False
     landing: Path | None = None
     shared_landing: str | None = None  # as configured; see ``shared_landing_location``
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
@@ -126,6 +136,7 @@ class LakeSettings:
             dukascopy_feed=parse_feed(env.get("LAKE_DUKASCOPY_FEED")),
             dukascopy_api=env.get("LAKE_DUKASCOPY_API") or DEFAULT_DUKASCOPY_API,
             dukascopy_api_pause=_seconds("LAKE_DUKASCOPY_API_PAUSE", env.get("LAKE_DUKASCOPY_API_PAUSE"), 0.5),
+            today_partition=_on_off("LAKE_TODAY_PARTITION", env.get("LAKE_TODAY_PARTITION")),
             landing=Path(landing).expanduser() if landing else None,
             shared_landing=env.get("LAKE_SHARED_LANDING") or None,
             symbols=tuple(validate_symbol(s) for s in symbols.split(",") if s.strip())

@@ -148,3 +148,48 @@ def test_lake_backfill_from_loopback_api_gives_the_vendors_ticks_and_bars_with_t
             assert evaluation.passed, (bars, evaluation.description)
             assert evaluation.metadata["compared"].value is True, (bars, evaluation.description)
             assert evaluation.metadata["periods_compared"].value == {"bars_1m": 1440, "bars_1h": 24, "bars_1d": 1}[bars]
+
+
+def test_todays_partition_materializes_during_the_day_and_a_rerun_fetches_only_what_is_new(tmp_path):
+    """LAKE_TODAY_PARTITION=on: today's symbol-day through Dagster on the API feed; completed hours are
+    cached, the current hour is read with ?from= on each run, future hours are not asked."""
+    from lake_resources.generate import generate
+    from lake_tests.api_server import ApiServer
+
+    today = datetime.now(timezone.utc).date()
+    generate(tmp_path / "gen", ["BTCUSD"], today, today, seed=2, ticks_per_day=3000, empty_hour_probability=0.0,
+             layouts=("api",))
+    server = ApiServer(tmp_path / "gen" / "dukascopy-api")
+    env = {"LAKE_HOME": str(tmp_path / "lake"), "LAKE_DUKASCOPY_API": server.base, "LAKE_TODAY_PARTITION": "on",
+           "LAKE_DUKASCOPY_API_PAUSE": "0"}
+    args = [str(BIN / "dagster"), "asset", "materialize", "-m", "lake_assets.definitions", "--select",
+            "raw_dukascopy,ticks", "--partition", f"{today.isoformat()}|BTCUSD"]
+
+    def hour_path(h: int) -> str:
+        return f"ticks/BTC-USD/{today.year}/{today.month}/{today.day}/{h}"
+
+    try:
+        first_hour = datetime.now(timezone.utc).hour
+        _run(args, env)
+        asked = [p for p, _ in server.requests]
+        current = datetime.now(timezone.utc).hour
+        status = {int(r["hour"]): r["status"] for r in _sql("select hour, status from raw_dukascopy", env)}
+        assert all(status[h] == "present" for h in range(first_hour + 1))  # completed hours and the current one
+        assert all(status[h] == "missing" for h in range(current + 1, 24))  # the future: not yet
+        assert not any(hour_path(h) in asked for h in range(current + 1, 24))  # ... never asked
+        assert any("?from=" in p for p in asked)  # the current hour in the ?from= form
+        assert _tick_count_of(env, "BTCUSD") > 0
+        before = len(server.requests)
+        _run(args, env)
+        again = [p for p, _ in server.requests[before:]]
+        # completed hours of the first run come from the cache; only the current hour (and any hour
+        # completed since) is asked again
+        assert not any(hour_path(h) in again for h in range(first_hour))
+        assert any("?from=" in p for p in again)
+        assert len(again) <= 2 + (datetime.now(timezone.utc).hour - first_hour)
+    finally:
+        server.close()
+
+
+def _tick_count_of(env, symbol: str) -> int:
+    return int(_sql(f"select count(*) as n from ticks where symbol='{symbol}'", env)[0]["n"])
