@@ -193,3 +193,16 @@ def test_todays_partition_materializes_during_the_day_and_a_rerun_fetches_only_w
 
 def _tick_count_of(env, symbol: str) -> int:
     return int(_sql(f"select count(*) as n from ticks where symbol='{symbol}'", env)[0]["n"])
+
+
+def test_today_partition_switch_adds_today_and_keeps_yesterday_automated():
+    probe = ("import dagster as dg; from lake_assets.definitions import defs; "
+             "from lake_assets.partitions import date_partitions as d; "
+             "c = defs.resolve_asset_graph().get(dg.AssetKey('ticks')).automation_condition; "
+             "w = [o for o in c.operands if type(o).__name__ == 'InLatestTimeWindowCondition'][0]; "
+             "print(d.get_last_partition_key(), w.lookback_timedelta)")
+    today = datetime.now(timezone.utc).date()
+    on = _run([sys.executable, "-c", probe], {"LAKE_TODAY_PARTITION": "on"}).stdout.split()
+    off = _run([sys.executable, "-c", probe], {}).stdout.split()
+    assert on[0] == today.isoformat() and on[1] == "2"  # "2 days, 0:00:00": the schedule's yesterday follows
+    assert off[0] < today.isoformat() and off[1] == "None"
