@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-
-
 from lake_resources import bi5, ingest
 from lake_resources import dukascopy_api as codec
 from lake_resources.generate import generate

@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 
 from lake_assets.definitions import defs
-from lake_assets.partitions import date_symbol_partitions
 from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.storage import Lake
 from lake_resources.vendor_candles import compare_bars

@@ -6,10 +6,8 @@ A partition whose vendor candles are not stored (or are empty, or whose symbol h
 is not compared: the result passes with severity WARN and says so (``compared: false``).
 """
 
-from datetime import date
 
 import dagster as dg
-import polars as pl
 
 from lake_assets.canonical.assets import bars_1d, bars_1h, bars_1m
 from lake_assets.canonical.checks import CHECKSUM, DUPLICATES, SCHEMA, TIMESTAMPS, _md, _targets, build_dataset_checks
