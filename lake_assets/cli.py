@@ -136,6 +136,34 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_instruments(args) -> int:
+    """``lake instruments sync``: refresh the API instrument catalogue from the API (LAKE_DUKASCOPY_API)."""
+    from lake_resources.api_instruments import catalogue_path, lake_copy_path, shipped_path
+    from lake_resources.instrument_sync import SyncError, sync
+    from lake_resources.sources.dukascopy import SourceError
+    from lake_resources.sources.dukascopy_api import DukascopyApiSource
+
+    settings = _settings()
+    base = args.base or settings.dukascopy_api
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else list(settings.symbols)
+    from lake_resources.instruments import catalogue
+
+    symbols = [s for s in symbols if catalogue().get(s.upper()) is None or catalogue()[s.upper()].source == "dukascopy"]
+    out = Path(args.out) if args.out else (catalogue_path() if catalogue_path() != shipped_path() else lake_copy_path())
+    if not out.exists():  # start from the shipped catalogue: the list refreshes it, details add to it
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(shipped_path().read_bytes())
+    try:
+        with DukascopyApiSource(base, batch_pause=settings.dukascopy_api_pause) as source:
+            counts = sync(source, out, detail_symbols=symbols)
+    except (SyncError, SourceError, ValueError) as exc:  # one line naming what and where
+        print(f"lake instruments sync: {exc}", file=sys.stderr)
+        return 1
+    print(f"{out}: {counts['listed']} instruments listed ({counts['added']} new), details of {counts['details']} "
+          f"({', '.join(symbols)}) from {base}")
+    return 0
+
+
 def cmd_ui(args) -> int:
     from lake_assets.operate import run_ui
 
@@ -226,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ticks-per-day", type=int)
     p.add_argument("--json", action="store_true", help="print the summary as JSON (files, ticks per symbol-day, ...)")
     p.set_defaults(fn=cmd_generate)
+
+    p = sub.add_parser("instruments", help="the Dukascopy API instrument catalogue")
+    isub = p.add_subparsers(dest="action", required=True)
+    q = isub.add_parser("sync", help="refresh codes, factors, schedules, holidays from {LAKE_DUKASCOPY_API}/instruments")
+    q.add_argument("--base", help="API base (default LAKE_DUKASCOPY_API)")
+    q.add_argument("--symbols", help="symbols whose detail (schedule, holidays) to fetch (default LAKE_SYMBOLS)")
+    q.add_argument("--out", help="catalogue file to write (default: LAKE_INSTRUMENTS_API, else LAKE_HOME/instruments_api.json)")
+    q.set_defaults(fn=cmd_instruments)
 
     p = sub.add_parser("ui", help="start the Dagster webserver and daemon on this lake")
     p.add_argument("--host", default="127.0.0.1")

@@ -111,8 +111,10 @@ def contiguous_ranges(ordered: Sequence[str], wanted: Iterable[str]) -> list[tup
     return ranges
 
 
-def lake_resources_for(settings, *, dukascopy_url: str | None = None) -> dict:
-    """Dagster resources pointing at ``settings``' lake; secrets stay ``EnvVar`` references."""
+def lake_resources_for(settings, *, dukascopy_url: str | None = None, dukascopy_feed: str | None = None,
+                       dukascopy_api: str | None = None) -> dict:
+    """Dagster resources pointing at ``settings``' lake; secrets stay ``EnvVar`` references. The
+    Dukascopy feed and bases default to the settings' (``LAKE_DUKASCOPY_FEED``/``_API``/``_URL``)."""
     import dagster as dg
 
     from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
@@ -137,7 +139,10 @@ def lake_resources_for(settings, *, dukascopy_url: str | None = None) -> dict:
     return {
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
-        "dukascopy": DukascopyResource(url=dukascopy_url or settings.dukascopy_url, lake=lake),
+        "dukascopy": DukascopyResource(
+            url=dukascopy_url or settings.dukascopy_url, feed=dukascopy_feed or settings.dukascopy_feed,
+            api_url=dukascopy_api or settings.dukascopy_api, api_batch_pause_seconds=settings.dukascopy_api_pause,
+            lake=lake),
     }
 
 
@@ -463,7 +468,7 @@ def _generate_once(settings, symbols: list[str], start: date, end: date, ticks_p
     landing = settings.landing_root
     marker = landing / ".lake-demo.json"
     wanted = {"symbols": symbols, "start": start.isoformat(), "end": end.isoformat(),
-              "ticks_per_day": ticks_per_day, "seed": DEMO_SEED}
+              "ticks_per_day": ticks_per_day, "seed": DEMO_SEED, "layouts": ["datafeed", "api"]}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         say(f"    already in {landing}: re-using it")
         return
@@ -473,8 +478,8 @@ def _generate_once(settings, symbols: list[str], start: date, end: date, ticks_p
     marker.write_text(json.dumps(wanted))
     ticks = sum(summary.ticks.values())
     records = sum(summary.vendor_records.values())
-    say(f"    {summary.files_written} files, {summary.bytes_written / 1e6:.1f} MB ({ticks:,} ticks in BI5 hours, "
-        f"{records:,} vendor JSON records) in {time.monotonic() - t:.1f}s")
+    say(f"    {summary.files_written} files, {summary.bytes_written / 1e6:.1f} MB ({ticks:,} ticks in BI5 hours and "
+        f"API responses, {records:,} vendor JSON records) in {time.monotonic() - t:.1f}s")
 
 
 def run_demo(settings, *, days: int = 10, symbols: str = "EURUSD,XAUUSD,AAPL", ticks_per_day: int = 20_000,
@@ -508,8 +513,11 @@ def run_demo(settings, *, days: int = 10, symbols: str = "EURUSD,XAUUSD,AAPL", t
     say("2/4 loading the asset graph")
     from lake_assets.definitions import defs
 
-    dukascopy_url = str(settings.landing_root / "dukascopy")
-    resources = {**(defs.resources or {}), **lake_resources_for(settings, dukascopy_url=dukascopy_url)}
+    # The default feed (the JSON data API) from the generated files of its layout: offline, no network.
+    dukascopy_api = (settings.landing_root / "dukascopy-api").as_uri()
+    resources = {**(defs.resources or {}), **lake_resources_for(
+        settings, dukascopy_url=str(settings.landing_root / "dukascopy"), dukascopy_feed="api",
+        dukascopy_api=dukascopy_api)}
     demo_defs = dg.Definitions(
         assets=list(defs.assets or []), asset_checks=list(defs.asset_checks or []), resources=resources,
     )

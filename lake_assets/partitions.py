@@ -13,7 +13,9 @@ from lake_resources.settings import LakeSettings
 
 SETTINGS = LakeSettings.from_env()
 
-date_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.start_date, timezone="UTC")
+# LAKE_TODAY_PARTITION=on: the current UTC day is a partition too (end_offset=1), fetched during the day
+date_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.start_date, timezone="UTC",
+                                               end_offset=1 if SETTINGS.today_partition else 0)
 symbol_partitions = dg.StaticPartitionsDefinition(list(SETTINGS.symbols))
 date_symbol_partitions = dg.MultiPartitionsDefinition({"date": date_partitions, "symbol": symbol_partitions})
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
-from lake_resources.settings import DEFAULT_DUKASCOPY_URL
+from lake_resources.settings import DEFAULT_DUKASCOPY_API, DEFAULT_DUKASCOPY_FEED, DEFAULT_DUKASCOPY_URL, LakeSettings
 
 
 def _env(name: str, default: str | None = None):
@@ -33,5 +33,11 @@ lake = LakeResource(
 RESOURCES = {
     "lake": lake,
     "io_manager": LakeIOManager(lake=lake),
-    "dukascopy": DukascopyResource(url=_env("LAKE_DUKASCOPY_URL", DEFAULT_DUKASCOPY_URL), lake=lake),
+    "dukascopy": DukascopyResource(
+        url=_env("LAKE_DUKASCOPY_URL", DEFAULT_DUKASCOPY_URL),
+        feed=_env("LAKE_DUKASCOPY_FEED", DEFAULT_DUKASCOPY_FEED),
+        api_url=_env("LAKE_DUKASCOPY_API", DEFAULT_DUKASCOPY_API),
+        api_batch_pause_seconds=LakeSettings.from_env().dukascopy_api_pause,
+        lake=lake,
+    ),
 }

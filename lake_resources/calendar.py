@@ -14,6 +14,11 @@ Simple, stated rules (not an exchange calendar):
 ``lake_resources.generate`` draws its sample ticks from these same sessions (``market_sessions``), so
 generated data and the gap checks agree in summer and in winter.
 - Anything else (index and stock CFDs, ...): ``Market.UNKNOWN``, no rule; callers must not guess.
+
+**An instrument's own schedule wins.** Once ``lake instruments sync`` has stored an instrument's trading
+schedule, timezone and holidays from the Dukascopy API (:mod:`lake_resources.api_instruments`), its
+sessions come from them (:func:`schedule_sessions`): each weekday's sessions in the instrument's
+timezone, minus its holidays. A symbol with no class rule but a known schedule is ``Market.SCHEDULE``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Market(str, Enum):
     FX = "fx"  # currencies and metals
     CRYPTO = "crypto"
     US_EQUITY = "us_equity"
+    SCHEDULE = "schedule"  # no class rule, but the instrument's own schedule is known (lake instruments sync)
     UNKNOWN = "unknown"
 
 
@@ -60,7 +66,7 @@ def market_of(symbol: str) -> Market:
             return Market.CRYPTO
         if base in _CURRENCIES and quote in _CURRENCIES:
             return Market.FX
-    return Market.UNKNOWN
+    return Market.SCHEDULE if own_schedule(inst.symbol) is not None else Market.UNKNOWN
 
 
 def _utc_day(day: date) -> Interval:
@@ -124,10 +130,68 @@ def trading_sessions(symbol: str, day: date) -> list[Interval]:
 
     Raises ``ValueError`` for a ``Market.UNKNOWN`` symbol: it has no rule here.
     """
+    schedule = own_schedule(symbol)
+    if schedule is not None:
+        return schedule_sessions(schedule, day)
     market = market_of(symbol)
     if market is Market.UNKNOWN:
         raise ValueError(f"no trading-hours rule for {symbol} (market {market.value}); cannot say when it trades")
     return market_sessions(market, day)
+
+
+_WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+
+def own_schedule(symbol: str):
+    """The instrument's own schedule from the API catalogue (an ``ApiInstrument`` with schedule and
+    timezone), or None when not known."""
+    from lake_resources.api_instruments import api_catalogue
+
+    inst = api_catalogue().get(symbol.upper())
+    return inst if inst is not None and inst.schedule and inst.timezone else None
+
+
+def _at(day: date, clock: str, tz: ZoneInfo) -> datetime:
+    if clock.startswith("24:"):  # end of the day
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(timezone.utc)
+    return datetime.combine(day, time.fromisoformat(clock), tzinfo=tz).astimezone(timezone.utc)
+
+
+def _merge(intervals: list[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def schedule_sessions(inst, day: date) -> list[Interval]:
+    """Open intervals (UTC, half-open, in time order) within the UTC day ``day`` of an instrument's own
+    ``tradeSchedule`` (sessions per weekday in its timezone; ``previousDayStart``/``previousDayEnd``
+    put an end on the day before), minus its holidays."""
+    tz = ZoneInfo(inst.timezone)
+    window = _utc_day(day)
+    found: list[Interval] = []
+    for entry in inst.schedule:
+        valid_from = entry.get("from")
+        valid_to = entry.get("to")
+        lo = datetime.fromtimestamp(valid_from / 1000, tz=timezone.utc) if valid_from is not None else window[0]
+        hi = datetime.fromtimestamp(valid_to / 1000, tz=timezone.utc) if valid_to is not None else window[1]
+        for offset in (-1, 0, 1, 2):  # local days whose sessions can reach into this UTC day
+            local = day + timedelta(days=offset)
+            for s in (entry.get("sessions") or {}).get(_WEEKDAYS[local.weekday()], []):
+                start = _at(local - timedelta(days=1) if s.get("previousDayStart") else local, s["start"], tz)
+                end = _at(local - timedelta(days=1) if s.get("previousDayEnd") else local, s["end"], tz)
+                if end <= start:
+                    end += timedelta(days=1)
+                start, end = max(start, lo, window[0]), min(end, hi, window[1])
+                if start < end:
+                    found.append((start, end))
+    holidays = [(datetime.fromtimestamp(a / 1000, tz=timezone.utc), datetime.fromtimestamp(b / 1000, tz=timezone.utc))
+                for a, b in (inst.holidays or [])]
+    return [piece for interval in _merge(found) for piece in _subtract(interval, holidays)]
 
 
 def session_hours(sessions: list[Interval], day: date) -> list[int]:

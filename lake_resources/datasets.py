@@ -89,9 +89,12 @@ def partition_label(partition: Partition) -> str:
 
 
 _SPECS = [
-    DatasetSpec("raw_dukascopy", Tier.HOT, description="Per hour of a symbol-day: present, empty or missing, with the raw file's size and SHA-256 (bytes kept in the raw zone)."),
+    DatasetSpec("raw_dukascopy", Tier.HOT, description="Per hour of a symbol-day: present, empty or missing, with the raw file's size and SHA-256 (bytes kept in the raw zone) and the feed it came from (api or datafeed)."),
     DatasetSpec("raw_vendor", Tier.HOT, description="Every vendor JSON pull of a symbol-day, as an index of zstd-compressed payloads kept in the raw zone."),
     DatasetSpec("ticks", Tier.HOT, description="Normalized ticks: UTC ns timestamps, bid/ask, volumes, mid and spread, in time order."),
+    DatasetSpec("vendor_candles_1m", Tier.WARM, description="Dukascopy's own BID and ASK minute candles of a symbol-day (the vendor's reference for bars_1m), with the price step."),
+    DatasetSpec("vendor_candles_1h", Tier.WARM, description="Dukascopy's own BID and ASK hourly candles of a symbol-day (from the month's candles), with the price step."),
+    DatasetSpec("vendor_candles_1d", Tier.WARM, description="Dukascopy's own BID and ASK daily candle of a symbol-day (from the year's candles), with the price step."),
     DatasetSpec("quarantine", Tier.WARM, partition_by=("stage", "symbol", "date"), description="Records and files refused during ingestion, with the reason and where they came from."),
     DatasetSpec("bars_1m", Tier.WARM, description="Minute bars on mid with bid/ask OHLC, volumes, tick counts and mean spread; vendor minute bars in the same uniform view."),
     DatasetSpec("bars_5m", Tier.WARM, description="5-minute roll-up of bars_1m."),

@@ -11,6 +11,10 @@
   Year sessions; crypto trades every day; index and stock CFDs, for which the calendar has no rule, get
   FX hours. Closed hours are 0-byte files, or no files with ``closed_hours="absent"``. A few random open
   hours are empty (0-byte), as in the real feed.
+- The same ticks in the JSON data API layout under ``{out}/dukascopy-api/`` (``ticks/{CODE}/{Y}/{M}/{D}/{H}``,
+  :mod:`lake_resources.api_layout`; closed hours as the empty form), plus the vendor's own BID/ASK candles
+  computed from them (minutes per day, hours per month, days per year, over the generated days), so the
+  demo and tests run either feed (``layouts``).
 - Vendor equities (catalogue source "vendor"): JSON pulls in the landing layout of
   :mod:`lake_resources.sources.vendor` under ``{out}/vendor/...``: minute bars of the US session
   (09:30-16:00 New York time) on weekdays, Black-Scholes option greeks every 30 minutes of the session,
@@ -41,7 +45,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from lake_resources import bi5
+from lake_resources import api_layout, bi5
+from lake_resources import dukascopy_api as api_codec
 from lake_resources.calendar import Market, market_of, market_sessions, session_hours
 from lake_resources.instruments import Instrument, catalogue, instrument
 from lake_resources.sources.vendor import make_pull, write_pull
@@ -183,7 +188,7 @@ def _tick_profile(inst: Instrument) -> _TickProfile:
     market = market_of(symbol)
     if market is Market.CRYPTO:
         return _TickProfile(level, 0.035, 0.25, 7.0, 0.1, 4, market, _CRYPTO_HOURS, (1.0,) * 24)
-    if market is Market.UNKNOWN:  # index and stock CFDs: the calendar has no rule; trade them on FX hours
+    if market in (Market.UNKNOWN, Market.SCHEDULE):  # index and stock CFDs: trade them on FX hours
         market = Market.FX
     if base in _METAL_BASES:
         return _TickProfile(level, 0.010, 0.08, 1.8, 0.01, 4, market, _FX_HOURS, _FX_SPREAD_BY_HOUR)
@@ -468,8 +473,12 @@ def generate(
     closed_hours: Literal["empty", "absent"] = "empty",
     lzma_preset: int | None = None,
     threads: int | None = None,
+    layouts: tuple[str, ...] = ("datafeed", "api"),
 ) -> GenerateSummary:
     """Write sample data for ``symbols`` over the UTC days ``start``..``end`` (inclusive) under ``out_dir``.
+
+    ``layouts``: the Dukascopy layouts written, ``datafeed`` (BI5 under ``dukascopy/``) and/or ``api``
+    (JSON under ``dukascopy-api/``, with candles).
 
     Dukascopy symbols get ``{out}/dukascopy/`` BI5 files; vendor symbols get ``{out}/vendor/{vendor}/``
     pulls of bars and greeks (weekdays) and headlines (every day). Files are written atomically.
@@ -488,12 +497,21 @@ def generate(
     summary = GenerateSummary(out_dir=out)
     days = _days(start, end)
 
-    def write_day(symbol: str, day: date, encoded: list[Future[bytes]], open_hours: np.ndarray, ticks: int) -> None:
+    unknown = [x for x in layouts if x not in ("datafeed", "api")]
+    if unknown:
+        raise ValueError(f"layouts must be 'datafeed' and/or 'api', got {unknown}")
+    minutes: dict[str, dict[str, list[np.ndarray]]] = {}  # symbol -> side -> minute candles (sec since epoch)
+
+    def write_day(symbol: str, day: date, encoded: list[Future[bytes]], open_hours: np.ndarray, ticks: int,
+                  recs: np.ndarray, counts: np.ndarray) -> None:
         for hour, future in zip(bi5.day_hours(day), encoded, strict=True):
             payload = future.result()
             if not payload and not open_hours[hour.hour] and closed_hours == "absent":
                 continue
-            _write(out / "dukascopy" / bi5.hour_path(symbol, hour), payload, summary)
+            if "datafeed" in layouts:
+                _write(out / "dukascopy" / bi5.hour_path(symbol, hour), payload, summary)
+        if "api" in layouts:
+            _write_api_day(out / "dukascopy-api", symbol, day, recs, counts, open_hours, closed_hours, summary, minutes)
         summary.ticks[(symbol, day)] = ticks
 
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
@@ -503,12 +521,15 @@ def generate(
                 recs, counts, open_hours = day_tick_records(
                     inst.symbol, day, ticks_per_day, seed, empty_hour_probability=empty_hour_probability
                 )
-                encoded = [pool.submit(_encode_hour, hour, lzma_preset) for hour in _split_hours(recs, counts)]
+                encoded = [pool.submit(_encode_hour, hour, lzma_preset) if "datafeed" in layouts else _done(b"")
+                           for hour in _split_hours(recs, counts)]
                 if pending:  # write the previous day while this one compresses
                     write_day(*pending)
-                pending = (inst.symbol, day, encoded, open_hours, len(recs))
+                pending = (inst.symbol, day, encoded, open_hours, len(recs), recs, counts)
         if pending:
             write_day(*pending)
+    for symbol, sides in minutes.items():
+        _write_api_rollups(out / "dukascopy-api", symbol, sides, summary)
 
     # Headlines may also tag other vendor equities of the catalogue (not just the generated ones, so a
     # day's pulls do not depend on which symbols are generated together).
@@ -532,6 +553,65 @@ def generate(
                 summary.bytes_written += len(payload)
                 summary.vendor_records[(feed, symbol, day)] = len(records)
     return summary
+
+
+def _done(value: bytes) -> Future[bytes]:
+    future: Future[bytes] = Future()
+    future.set_result(value)
+    return future
+
+
+def _api_code(symbol: str) -> str | None:
+    from lake_resources.api_instruments import NoApiCodeError, api_code
+
+    try:
+        return api_code(symbol)
+    except NoApiCodeError:
+        return None  # not served by the API: BI5 only
+
+
+def _write_api_day(root: Path, symbol: str, day: date, recs: np.ndarray, counts: np.ndarray, open_hours: np.ndarray,
+                   closed_hours: str, summary: GenerateSummary, minutes: dict) -> None:
+    """A day's hours and minute candles in the API layout; keeps the minutes for the hour/day candles."""
+    code = _api_code(symbol)
+    if code is None:
+        return
+    multiplier = api_codec.multiplier_for(instrument(symbol).decimal_factor)
+    for hour, hour_recs in zip(bi5.day_hours(day), _split_hours(recs, counts), strict=True):
+        if not len(hour_recs) and not open_hours[hour.hour] and closed_hours == "absent":
+            continue
+        _write(root / api_codec.ticks_path(code, hour), api_layout.ticks_json(hour_recs, hour, multiplier), summary)
+    hour_of_tick = np.repeat(np.arange(24), counts)
+    day_sec = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+    for side in ("BID", "ASK"):
+        candles = api_layout.minute_candles(recs, hour_of_tick, side.lower())
+        _write(root / api_codec.candles_path("minute", code, side, day),
+               api_layout.candles_json(candles, day, "minute", multiplier), summary)
+        minutes.setdefault(symbol, {}).setdefault(side, []).append((day_sec, candles))
+
+
+def _write_api_rollups(root: Path, symbol: str, sides: dict, summary: GenerateSummary) -> None:
+    """Hour candles per month and day candles per year of the generated days, from their minute candles."""
+    code = _api_code(symbol)
+    if code is None:
+        return
+    multiplier = api_codec.multiplier_for(instrument(symbol).decimal_factor)
+    for side, days in sides.items():
+        by_month: dict[date, list[np.ndarray]] = {}
+        by_year: dict[date, list[np.ndarray]] = {}
+        for day_sec, candles in days:
+            day = datetime.fromtimestamp(day_sec, tz=timezone.utc).date()
+            month, year = date(day.year, day.month, 1), date(day.year, 1, 1)
+            for start, bucket, into in ((month, 3600, by_month), (year, 86400, by_year)):
+                shifted = candles.copy()
+                shifted["sec"] = candles["sec"] + (day_sec - int(datetime(start.year, start.month, start.day,
+                                                                          tzinfo=timezone.utc).timestamp()))
+                into.setdefault(start, []).append(api_layout.rollup_candles(shifted, 0, bucket))
+        for kind, groups in (("hour", by_month), ("day", by_year)):
+            for start, parts in groups.items():
+                merged = np.concatenate(parts)
+                _write(root / api_codec.candles_path(kind, code, side, start),
+                       api_layout.candles_json(merged, start, kind, multiplier), summary)
 
 
 def _write(path: Path, payload: bytes, summary: GenerateSummary) -> None:

@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 
-from lake_resources import bi5
+from lake_resources import bi5, dukascopy_api
 from lake_resources.instruments import instrument
 from lake_resources.storage import Lake
 from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
@@ -19,8 +19,11 @@ from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
 RAW_SOURCE = "dukascopy"
 RAW_HOURS_SCHEMA = {
     "ts": pl.Datetime("ns", "UTC"), "symbol": pl.String, "hour": pl.Int8, "status": pl.String,
-    "bytes": pl.Int64, "sha256": pl.String, "source": pl.String,
+    "bytes": pl.Int64, "sha256": pl.String, "source": pl.String, "feed": pl.String,
 }
+FEEDS = ("api", "datafeed")
+#: Largest decompressed API response read back from the raw zone (an hour of ticks is ~100 kB to ~30 MB).
+MAX_API_RESPONSE_BYTES = 512 * 1024 * 1024
 #: Columns of the ``quarantine`` dataset (every stage writes these).
 QUARANTINE_SCHEMA = {
     "ts": pl.Datetime("ns", "UTC"), "stage": pl.String, "symbol": pl.String, "source": pl.String,
@@ -28,8 +31,15 @@ QUARANTINE_SCHEMA = {
 }
 
 
-def raw_filename(hour: int) -> str:
-    return f"{hour:02d}h_ticks.bi5"
+def raw_filename(hour: int, feed: str = "datafeed") -> str:
+    """The raw-zone file of an hour: the BI5 file as served, or the API's JSON response zstd-compressed."""
+    return f"{hour:02d}h_ticks.bi5" if feed == "datafeed" else f"{hour:02d}h_ticks.json.zst"
+
+
+def hour_feeds(hours: pl.DataFrame) -> dict[int, str]:
+    """Feed of each hour of a ``raw_dukascopy`` frame (partitions stored before the column: datafeed)."""
+    feeds = hours["feed"] if "feed" in hours.columns else pl.Series([None] * hours.height, dtype=pl.String)
+    return {int(h): (f or "datafeed") for h, f in zip(hours["hour"], feeds)}
 
 
 def day_partition(symbol: str, day: date | str) -> tuple[tuple[str, str], ...]:
@@ -38,23 +48,40 @@ def day_partition(symbol: str, day: date | str) -> tuple[tuple[str, str], ...]:
 
 def fetch_raw_day(lake: Lake, source, symbol: str, day: date) -> pl.DataFrame:
     """Fetch the day's 24 hourly files, keep present ones in the raw zone; returns the hour table."""
+    from lake_resources.sources.vendor import compress_pull
+
     rows = []
     for f in source.fetch_day(symbol, day):
-        if f.status == "present":
-            lake.put_raw(RAW_SOURCE, symbol, day, raw_filename(f.hour.hour), f.payload)
+        if f.feed == "api" and f.payload:  # every API answer as received (empty ones too), zstd-compressed
+            lake.put_raw(RAW_SOURCE, symbol, day, raw_filename(f.hour.hour, f.feed), compress_pull(f.payload))
+        elif f.status == "present":
+            lake.put_raw(RAW_SOURCE, symbol, day, raw_filename(f.hour.hour, f.feed), f.payload)
         rows.append({"ts": f.hour, "symbol": symbol, "hour": f.hour.hour, "status": f.status,
-                     "bytes": len(f.payload), "sha256": f.sha256, "source": f.source})
+                     "bytes": len(f.payload), "sha256": f.sha256, "source": f.source, "feed": f.feed})
     return pl.DataFrame(rows, schema=RAW_HOURS_SCHEMA)
 
 
 def read_raw_day(lake: Lake, symbol: str, day: date, hours: pl.DataFrame) -> tuple[list[bytes | None], list[int]]:
     """The day's 24 payloads from the raw zone (None where the hour had no file), and the hours listed
     as present whose raw file is gone."""
+    from lake_resources.sources.vendor import decompress_pull
+
     present = [int(h) for h in hours.filter(pl.col("status") == "present")["hour"]]
+    feeds = hour_feeds(hours)
     payloads: list[bytes | None] = [None] * 24
     lost = []
+
+    def get(h: int) -> bytes | None:
+        data = lake.get_raw(RAW_SOURCE, symbol, day, raw_filename(h, feeds[h]))
+        if data is None or feeds[h] == "datafeed":
+            return data
+        try:
+            return decompress_pull(data, max_bytes=MAX_API_RESPONSE_BYTES)
+        except ValueError as exc:  # kept for the decoder to quarantine with the reason
+            return f"raw zone copy unreadable: {exc}".encode()
+
     with ThreadPoolExecutor(max_workers=8) as pool:  # S3 GETs overlap; local reads are cheap either way
-        for h, data in zip(present, pool.map(lambda h: lake.get_raw(RAW_SOURCE, symbol, day, raw_filename(h)), present)):
+        for h, data in zip(present, pool.map(get, present)):
             if data is None:
                 lost.append(h)
             payloads[h] = data
@@ -108,11 +135,33 @@ def _bad_ticks_by_hour(symbol: str, start: datetime, good: pl.DataFrame, bad: pl
     return good, pl.concat([pl.DataFrame(rows, schema=QUARANTINE_SCHEMA), listed_one_by_one])
 
 
+def decode_day(symbol: str, day: date, payloads: Sequence[bytes | None], names: Sequence[str],
+               feeds: Sequence[str] | None = None) -> tuple[pl.DataFrame, list[bi5.HourProblem]]:
+    """A day's hourly payloads decoded by their feed's codec (BI5 prices by the catalogue's factor, API
+    prices by each response's multiplier) into one frame in time order, plus the hours' problems."""
+    feeds = list(feeds) if feeds is not None else ["datafeed"] * 24
+    api = [p if f == "api" else None for p, f in zip(payloads, feeds)]
+    bi5_hours = [p if f != "api" else None for p, f in zip(payloads, feeds)]
+    frames, problems = [], []
+    if any(api):
+        frame, found = dukascopy_api.decode_day_ticks_checked(api, day, names=names)
+        frames.append(frame)
+        problems += found
+    if any(bi5_hours) or not frames:
+        frame, found = bi5.decode_day_ticks_checked(bi5_hours, day, instrument(symbol).decimal_factor, names=names)
+        frames.append(frame)
+        problems += found
+    if len(frames) == 1:
+        return frames[0], problems
+    return pl.concat(frames).sort("ts", maintain_order=True), sorted(problems, key=lambda p: p.hour)
+
+
 def ticks_from_payloads(
-    symbol: str, day: date, payloads: Sequence[bytes | None], names: Sequence[str], lost_hours: Sequence[int] = ()
+    symbol: str, day: date, payloads: Sequence[bytes | None], names: Sequence[str], lost_hours: Sequence[int] = (),
+    feeds: Sequence[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decode, normalize and split a day's payloads into ``(ticks, quarantine rows)``."""
-    decoded, problems = bi5.decode_day_ticks_checked(payloads, day, instrument(symbol).decimal_factor, names=names)
+    decoded, problems = decode_day(symbol, day, payloads, names, feeds)
     good, bad = split_bad_ticks(normalize_ticks(decoded, symbol), day=day, symbol=symbol)
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     good, bad_rows = _bad_ticks_by_hour(symbol, start, good, bad, names)
@@ -134,7 +183,9 @@ def ticks_from_payloads(
 def ticks_from_raw(lake: Lake, symbol: str, day: date, hours: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Ticks of a symbol-day from its raw files; stores the day's quarantine rows (possibly none)."""
     payloads, lost = read_raw_day(lake, symbol, day, hours)
-    names = [lake.raw_relpath(RAW_SOURCE, symbol, day, raw_filename(h)) for h in range(24)]
-    good, quarantine = ticks_from_payloads(symbol, day, payloads, names, lost)
+    feeds = hour_feeds(hours)
+    names = [lake.raw_relpath(RAW_SOURCE, symbol, day, raw_filename(h, feeds.get(h, "datafeed"))) for h in range(24)]
+    good, quarantine = ticks_from_payloads(symbol, day, payloads, names, lost,
+                                           [feeds.get(h, "datafeed") for h in range(24)])
     lake.write("quarantine", (("stage", "ticks"), *day_partition(symbol, day)), quarantine)
     return good, quarantine

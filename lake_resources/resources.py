@@ -17,7 +17,14 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from lake_resources.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
-from lake_resources.settings import DEFAULT_DUKASCOPY_URL, LakeSettings, _flag
+from lake_resources.settings import (
+    DEFAULT_DUKASCOPY_API,
+    DEFAULT_DUKASCOPY_FEED,
+    DEFAULT_DUKASCOPY_URL,
+    LakeSettings,
+    _flag,
+    parse_feed,
+)
 from lake_resources.storage import Lake, PartitionInfo, PartitionNotFound
 
 TIER_KEY = "lake/tier"
@@ -273,19 +280,41 @@ def partition_date(partition: Partition) -> date:
 
 
 class DukascopyResource(dg.ConfigurableResource):
-    """Where Dukascopy tick files come from: an http(s) mirror, a local dir/``file://`` or ``s3://``."""
+    """Which Dukascopy feed ingestion reads (``feed``): the JSON data API at ``api_url`` (default) or BI5
+    files at ``url``; either base an http(s) mirror, a local dir/``file://`` or ``s3://``."""
 
     url: str = DEFAULT_DUKASCOPY_URL
     lake: dg.ResourceDependency[LakeResource]
+    feed: str = DEFAULT_DUKASCOPY_FEED
+    api_url: str = DEFAULT_DUKASCOPY_API
     max_concurrency: int = 8
     timeout_seconds: float = 20.0
     retries: int = 4
+    api_max_concurrency: int = 4
+    api_batch_pause_seconds: float = 0.5
+    api_empty_retries: int = 2
+    api_empty_pause_seconds: float = 1.0
 
     def source(self):
         from lake_resources.s3 import s3fs_kwargs
         from lake_resources.sources.dukascopy import DukascopySource
 
         settings = self.lake.settings()
+        if parse_feed(self.feed) == "api":
+            from lake_resources.sources.dukascopy_api import DukascopyApiSource
+
+            remote = self.api_url.startswith(("http://", "https://"))
+            return DukascopyApiSource(
+                self.api_url,
+                cache_dir=settings.cache_root / "dukascopy-api" if remote else None,
+                storage_options=s3fs_kwargs(settings) if self.api_url.startswith("s3://") else None,
+                timeout=self.timeout_seconds,
+                max_concurrency=self.api_max_concurrency,
+                retries=self.retries,
+                batch_pause=self.api_batch_pause_seconds,
+                empty_retries=self.api_empty_retries,
+                empty_pause=self.api_empty_pause_seconds,
+            )
         remote = self.url.startswith(("http://", "https://"))
         return DukascopySource(
             self.url,

@@ -218,7 +218,30 @@ FEATURES = pa.DataFrameSchema(
     name="features",
 )
 
+# --- the vendor's own candles (lake_resources.vendor_candles) -----------------------------------
+
+from lake_resources.vendor_candles import CANDLE_SCHEMA  # noqa: E402
+
+VENDOR_CANDLES = pa.DataFrameSchema(
+    {
+        name: _column(dtype, **({"ts": _TS, "symbol": _SYMBOL}.get(name) or (
+            _non_negative(nullable=True) if name.endswith("volume") else _price(nullable=True))))
+        for name, dtype in CANDLE_SCHEMA.items()
+    },
+    checks=[
+        *_ohlc_checks("bid_"),
+        *_ohlc_checks("ask_"),
+        _frame_check("ts_increasing", pl.col("ts").diff() > 0, "one candle per ts, sorted by ts"),
+    ],
+    strict=True,
+    ordered=True,
+    name="vendor_candles",
+)
+
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "vendor_candles_1m": VENDOR_CANDLES,
+    "vendor_candles_1h": VENDOR_CANDLES,
+    "vendor_candles_1d": VENDOR_CANDLES,
     "ticks": TICKS,
     "bars_1m": BARS,
     "bars_5m": BARS,

@@ -17,6 +17,9 @@ from lake_resources.validation import LakeValidationError, parse_date, validate_
 
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT")
 DEFAULT_DUKASCOPY_URL = "https://datafeed.dukascopy.com/datafeed"
+DEFAULT_DUKASCOPY_API = "https://jetta.dukascopy.com/v1"
+DUKASCOPY_FEEDS = ("api", "datafeed")
+DEFAULT_DUKASCOPY_FEED = "api"
 DEFAULT_START_DATE = "2019-01-01"
 SHARED_LANDING_OFF = "none"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3 bucket naming rules
@@ -31,7 +34,16 @@ ENV_VARS: dict[str, str] = {
     "LAKE_S3_VERIFY": "TLS certificate verification: true (default), false, or a CA bundle path",
     "AWS_ACCESS_KEY_ID": "S3 access key (from the environment only)",
     "AWS_SECRET_ACCESS_KEY": "S3 secret key (from the environment only; never logged)",
-    "LAKE_DUKASCOPY_URL": "Dukascopy datafeed base: https:// mirror, file:// or local dir, or s3://bucket/prefix",
+    "LAKE_DUKASCOPY_URL": "Dukascopy BI5 datafeed base: https:// mirror, file:// or local dir, or s3://bucket/prefix",
+    "LAKE_DUKASCOPY_FEED": "which Dukascopy feed ingestion reads: 'api' (JSON data API, default) or 'datafeed' "
+    "(BI5 files at LAKE_DUKASCOPY_URL)",
+    "LAKE_DUKASCOPY_API": "Dukascopy JSON data API base (default https://jetta.dukascopy.com/v1): an http(s):// "
+    "mirror, file:// or local dir laid out like the URL paths, or s3://bucket/prefix",
+    "LAKE_INSTRUMENTS_API": "API instrument catalogue file (default: LAKE_HOME/instruments_api.json once "
+    "`lake instruments sync` wrote it, else the one shipped in lake_resources)",
+    "LAKE_TODAY_PARTITION": "'on' adds the current UTC day to the daily partitions, materializable during the day "
+    "(completed hours cached, the current hour re-read each run; default off)",
+    "LAKE_DUKASCOPY_API_PAUSE": "seconds between batches of API requests (default 0.5)",
     "LAKE_LANDING": "landing area watched by the vendor-file sensor (default LAKE_HOME/landing)",
     "LAKE_SHARED_LANDING": "second landing area watched beside LAKE_LANDING: s3://bucket/prefix (through "
     "LAKE_S3_ENDPOINT) or a local path; 'none' for none (default s3://BUCKET/PREFIX/landing when "
@@ -81,6 +93,33 @@ def _validate_s3_names(bucket: str, prefix: str) -> None:
         )
 
 
+def parse_feed(value: str | None) -> str:
+    """``LAKE_DUKASCOPY_FEED``: api (default) or datafeed."""
+    feed = (value or DEFAULT_DUKASCOPY_FEED).strip().lower()
+    if feed not in DUKASCOPY_FEEDS:
+        raise LakeValidationError(f"LAKE_DUKASCOPY_FEED={value!r}: expected one of {', '.join(DUKASCOPY_FEEDS)}")
+    return feed
+
+
+def _on_off(name: str, value: str | None) -> bool:
+    flag = _flag(value, False)
+    if not isinstance(flag, bool):
+        raise LakeValidationError(f"{name}={value!r}: expected on or off")
+    return flag
+
+
+def _seconds(name: str, value: str | None, default: float) -> float:
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise LakeValidationError(f"{name}={value!r}: expected a number of seconds >= 0")
+    return seconds
+
+
 @dataclass(frozen=True)
 class LakeSettings:
     home: Path = Path(".lake")
@@ -92,6 +131,10 @@ class LakeSettings:
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
     dukascopy_url: str = DEFAULT_DUKASCOPY_URL
+    dukascopy_feed: str = DEFAULT_DUKASCOPY_FEED
+    dukascopy_api: str = DEFAULT_DUKASCOPY_API
+    dukascopy_api_pause: float = 0.5
+    today_partition: bool = False
     landing: Path | None = None
     shared_landing: str | None = None  # as configured; see ``shared_landing_location``
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
@@ -112,6 +155,10 @@ class LakeSettings:
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
             dukascopy_url=env.get("LAKE_DUKASCOPY_URL") or DEFAULT_DUKASCOPY_URL,
+            dukascopy_feed=parse_feed(env.get("LAKE_DUKASCOPY_FEED")),
+            dukascopy_api=env.get("LAKE_DUKASCOPY_API") or DEFAULT_DUKASCOPY_API,
+            dukascopy_api_pause=_seconds("LAKE_DUKASCOPY_API_PAUSE", env.get("LAKE_DUKASCOPY_API_PAUSE"), 0.5),
+            today_partition=_on_off("LAKE_TODAY_PARTITION", env.get("LAKE_TODAY_PARTITION")),
             landing=Path(landing).expanduser() if landing else None,
             shared_landing=env.get("LAKE_SHARED_LANDING") or None,
             symbols=_env_symbols(symbols) if symbols else DEFAULT_SYMBOLS,
@@ -243,6 +290,8 @@ class LakeSettings:
             "landing": str(self.landing_root),
             "shared landing": self.shared_landing_location or SHARED_LANDING_OFF,
             "DAGSTER_HOME": str(self.dagster_home),
+            "LAKE_DUKASCOPY_FEED": self.dukascopy_feed,
+            "LAKE_DUKASCOPY_API": self.dukascopy_api,
             "LAKE_DUKASCOPY_URL": self.dukascopy_url,
             "LAKE_SYMBOLS": ",".join(self.symbols),
             "AWS_ACCESS_KEY_ID": "set" if self.aws_access_key_id else "unset",

@@ -80,3 +80,48 @@ def s3_lake_settings(tmp_path, s3_server):
 
     env = s3_server.env(f"lake-{next(_bucket_ids)}-{os.getpid()}")
     return LakeSettings.from_env({"LAKE_HOME": str(tmp_path / "lake"), **env})
+
+
+# ---------------------------------------------------------------------------------------------
+# The JSON data API layout (lake_tests/api_server.py)
+# ---------------------------------------------------------------------------------------------
+API_FIXTURES = SHARED_FIXTURES / "api"
+
+
+@pytest.fixture(scope="session")
+def api_layout_dir(tmp_path_factory, datafeed_dir) -> Path:
+    """The API layout of the real fixtures: the API's own responses (EUR-USD ticks of 2026-07-13 12h,
+    BID minute candles of 2026-07-10 and the empty 2026-07-11, the EUR-USD detail) plus the BI5 day
+    EURUSD 2019-02-04 re-encoded (24 hours; BID/ASK minute, hour and day candles)."""
+    from datetime import date
+
+    from lake_resources.api_layout import mirror_bi5_day
+
+    if not API_FIXTURES.is_dir():
+        pytest.fail(f"real Dukascopy API fixtures not found at {API_FIXTURES}")
+    root = tmp_path_factory.mktemp("api-layout")
+    copies = {
+        "ticks-EUR-USD-2026-7-13-12.json": "ticks/EUR-USD/2026/7/13/12",
+        "candles-minute-EUR-USD-BID-2026-7-10.json": "candles/minute/EUR-USD/BID/2026/7/10",
+        "candles-minute-EUR-USD-BID-2026-7-11-empty.json": "candles/minute/EUR-USD/BID/2026/7/11",
+        "instrument-EUR-USD.json": "instruments/EUR-USD",
+    }
+    for name, rel in copies.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes((API_FIXTURES / name).read_bytes())
+    mirror_bi5_day(datafeed_dir, root, "EURUSD", "EUR-USD", date(2019, 2, 4), 100000)
+    return root
+
+
+@pytest.fixture
+def api_server(tmp_path, api_layout_dir):
+    """A loopback server of the API layout (a private copy, so tests may add files), with faults."""
+    import shutil
+
+    from lake_tests.api_server import ApiServer
+
+    root = tmp_path / "api"
+    shutil.copytree(api_layout_dir, root)
+    server = ApiServer(root)
+    yield server
+    server.close()

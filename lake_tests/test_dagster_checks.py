@@ -41,7 +41,7 @@ ALL = [*defs.assets, *defs.asset_checks]
 def resources(home: Path, datafeed: Path) -> dict:
     lake = LakeResource(home=str(home))
     return {"lake": lake, "io_manager": LakeIOManager(lake=lake),
-            "dukascopy": DukascopyResource(url=datafeed.as_uri(), lake=lake)}
+            "dukascopy": DukascopyResource(feed="datafeed", url=datafeed.as_uri(), lake=lake)}
 
 
 def run(selection, home: Path, datafeed: Path, partition_key: str | None = KEY, tags=None, instance=None):

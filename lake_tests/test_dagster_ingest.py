@@ -35,7 +35,7 @@ CONFIGURED = date_symbol_partitions.get_partitions_def_for_dimension("symbol").g
 
 def resources(lake: LakeResource) -> dict:
     return {"lake": lake, "io_manager": LakeIOManager(lake=lake),
-            "dukascopy": DukascopyResource(url="file:///nonexistent-datafeed", lake=lake)}
+            "dukascopy": DukascopyResource(feed="datafeed", url="file:///nonexistent-datafeed", lake=lake)}
 
 
 def materialize(lake: LakeResource, selection, key: str = KEY):

@@ -46,7 +46,7 @@ class ResearchLake:
         self.resources = {
             "lake": lake,
             "io_manager": LakeIOManager(lake=lake),
-            "dukascopy": DukascopyResource(url=landing.as_uri(), lake=lake),
+            "dukascopy": DukascopyResource(feed="datafeed", url=landing.as_uri(), lake=lake),
         }
         self.lake = lake.lake()
         self.client = LakeClient(lake=self.lake)

@@ -39,7 +39,7 @@ def sample(tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("sample")
     summary = generate(
         out, ["EURUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT"], FRI, MON, seed=7,
-        ticks_per_day=TICKS, empty_hour_probability=0.0,
+        ticks_per_day=TICKS, empty_hour_probability=0.0, layouts=("datafeed",),  # the API layout: test_api_layout
     )
     return out, summary
 
@@ -47,17 +47,20 @@ def sample(tmp_path_factory) -> tuple[Path, object]:
 def test_same_seed_gives_the_same_bytes_and_days_do_not_depend_on_the_range(tmp_path: Path, sample):
     out, _ = sample
     symbols = ["EURUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT"]
-    again = generate(tmp_path / "again", symbols, FRI, MON, seed=7, ticks_per_day=TICKS, empty_hour_probability=0.0)
+    again = generate(tmp_path / "again", symbols, FRI, MON, seed=7, ticks_per_day=TICKS, empty_hour_probability=0.0,
+                     layouts=("datafeed",))
     assert _tree(tmp_path / "again") == _tree(out)
     assert again.ticks == sample[1].ticks
 
-    other = generate(tmp_path / "other", ["EURUSD"], FRI, FRI, seed=8, ticks_per_day=TICKS, empty_hour_probability=0.0)
+    other = generate(tmp_path / "other", ["EURUSD"], FRI, FRI, seed=8, ticks_per_day=TICKS, empty_hour_probability=0.0,
+                     layouts=("datafeed",))
     theirs, ours = _tree(tmp_path / "other"), _tree(out)
     assert all(theirs[name] != ours[name] for name in theirs if theirs[name])  # every non-empty hour differs
     assert other.ticks[("EURUSD", FRI)] != sample[1].ticks[("EURUSD", FRI)]
 
     # Generating Monday alone gives Monday's files from the longer run (one stream per symbol-day).
-    generate(tmp_path / "monday", ["EURUSD", "AAPL"], MON, MON, seed=7, ticks_per_day=TICKS, empty_hour_probability=0.0)
+    generate(tmp_path / "monday", ["EURUSD", "AAPL"], MON, MON, seed=7, ticks_per_day=TICKS, empty_hour_probability=0.0,
+             layouts=("datafeed",))
     monday = _tree(tmp_path / "monday")
     assert len(monday) == 24 + 3 and all(ours[name] == data for name, data in monday.items())
 

@@ -16,7 +16,7 @@ RANGE = {"dagster/asset_partition_range_start": "2019-02-03|EURUSD",
 def test_single_run_range_stores_each_partition_with_its_own_metadata(tmp_path, datafeed_dir):
     lake = LakeResource(home=str(tmp_path / "lake"))
     resources = {"lake": lake, "io_manager": LakeIOManager(lake=lake),
-                 "dukascopy": DukascopyResource(url=datafeed_dir.as_uri(), lake=lake)}
+                 "dukascopy": DukascopyResource(feed="datafeed", url=datafeed_dir.as_uri(), lake=lake)}
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(list(defs.assets), selection=["raw_dukascopy", "ticks", "bars_1m"], tags=RANGE,
                                 resources=resources, instance=instance)

@@ -67,7 +67,8 @@ def fixture_ticks(datafeed_dir: Path) -> pl.DataFrame:
 
 
 def job_for(defs, settings, dukascopy_url, jobs=(), schedules=()):
-    resources = {**defs.resources, **lake_resources_for(settings, dukascopy_url=dukascopy_url)}
+    resources = {**defs.resources, **lake_resources_for(settings, dukascopy_url=dukascopy_url,
+                                                                  dukascopy_feed="datafeed")}
     return dg.Definitions(assets=list(defs.assets), asset_checks=list(defs.asset_checks), resources=resources,
                           jobs=list(jobs), schedules=list(schedules))
 
@@ -198,6 +199,7 @@ def test_demo_materializes_by_group_and_then_skips_what_is_there(lake_env):
 # ------------------------------------------------------------------------------------------ lake backfill
 def test_backfill_is_a_real_dagster_backfill_with_one_run_per_symbol_range(lake_env, monkeypatch, datafeed_dir):
     monkeypatch.setenv("LAKE_DUKASCOPY_URL", datafeed_dir.as_uri())
+    monkeypatch.setenv("LAKE_DUKASCOPY_FEED", "datafeed")
     lines: list[str] = []
     code = run_backfill(lake_env, start="2019-02-04", end="2019-02-04", symbols="EURUSD",
                         selection="raw_dukascopy,ticks,bars_1m", say=lines.append, poll_seconds=0.5)

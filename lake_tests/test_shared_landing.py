@@ -46,7 +46,7 @@ def _tick(lake: LakeResource, instance: dg.DagsterInstance, cursor: str | None =
 
 def _run(lake: LakeResource, instance: dg.DagsterInstance, request: dg.RunRequest):
     resources = {"lake": lake, "io_manager": LakeIOManager(lake=lake),
-                 "dukascopy": DukascopyResource(url="file:///nonexistent-datafeed", lake=lake)}
+                 "dukascopy": DukascopyResource(feed="datafeed", url="file:///nonexistent-datafeed", lake=lake)}
     return dg.materialize([*defs.assets, *defs.asset_checks], selection=request.asset_selection,
                           tags={**request.tags, **date_symbol_partitions.get_tags_for_partition_key(request.partition_key)},
                           resources=resources, instance=instance, raise_on_error=False)

@@ -349,7 +349,7 @@ from lake_resources.resources import DukascopyResource, LakeResource
 from lake_tests.reliability.child import install_kill
 
 install_kill("replace:03h_ticks.bi5:1:before")
-source = DukascopyResource(url=sys.argv[1], lake=LakeResource(home=sys.argv[2]), max_concurrency=1).source()
+source = DukascopyResource(feed="datafeed", url=sys.argv[1], lake=LakeResource(home=sys.argv[2]), max_concurrency=1).source()
 source.fetch_day("EURUSD", "2019-02-04")
 """
 
@@ -386,7 +386,7 @@ def test_killed_cache_write_leaves_only_a_temp_file_the_sweep_removes_and_cached
 
     # The next fetch reuses the three cached hours (no second request) and fetches hour 03 again.
     assert [mirror.counts[hours[h]] for h in range(5)] == [1, 1, 1, 1, 0]
-    source = DukascopyResource(url=mirror.base, lake=LakeResource(home=str(settings.home_abs))).source()
+    source = DukascopyResource(feed="datafeed", url=mirror.base, lake=LakeResource(home=str(settings.home_abs))).source()
     fetched = source.fetch_day("EURUSD", DAY)
     assert [f.hour.hour for f in fetched if f.from_cache] == [0, 1, 2]
     assert [mirror.counts[hours[h]] for h in range(24)] == [1, 1, 1, 2] + [1] * 20

@@ -66,7 +66,8 @@ def small_lake(tmp_path_factory, datafeed_dir):
     dagster_home.mkdir()
     shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     settings = LakeSettings(home=root / "lake")
-    resources = {**defs.resources, **lake_resources_for(settings, dukascopy_url=datafeed_dir.as_uri())}
+    resources = {**defs.resources, **lake_resources_for(settings, dukascopy_url=datafeed_dir.as_uri(),
+                                                                  dukascopy_feed="datafeed")}
     job = dg.Definitions(
         assets=list(defs.assets), asset_checks=list(defs.asset_checks), resources=resources,
     ).resolve_implicit_global_asset_job_def()
@@ -90,7 +91,8 @@ def webserver(small_lake):
     port = free_port()
     log = small_lake["root"] / "webserver.log"
     env = {**os.environ, "DAGSTER_HOME": str(small_lake["dagster_home"]), "LAKE_HOME": str(small_lake["lake_home"]),
-           "LAKE_DUKASCOPY_URL": small_lake["datafeed"].as_uri()}
+           "LAKE_DUKASCOPY_URL": small_lake["datafeed"].as_uri(),
+           "LAKE_DUKASCOPY_FEED": "datafeed"}
     binary = str(Path(sys.executable).parent / "dagster-webserver")
     with open(log, "wb") as out:
         proc = subprocess.Popen([binary, "-h", "127.0.0.1", "-p", str(port), "-m", "lake_assets.definitions"],

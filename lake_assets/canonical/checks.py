@@ -103,6 +103,8 @@ RAW_DUKASCOPY_SCHEMA = pa.DataFrameSchema(
         "bytes": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
         "sha256": pa.Column(pl.Utf8, checks=[_SHA256], nullable=True),
         "source": pa.Column(pl.Utf8),
+        # which feed the hour came from; partitions stored before the API feed lack it (= datafeed)
+        "feed": pa.Column(pl.Utf8, checks=[pa.Check.isin(["api", "datafeed"])], required=False),
     },
     checks=[
         _rule("hour_matches_ts", pl.col("ts").dt.hour() == pl.col("hour"), "hour must be the hour of ts"),

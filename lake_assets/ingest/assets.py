@@ -17,7 +17,8 @@ from lake_resources.sources.dukascopy import DukascopySource
 
 @daily_dataset_asset("raw_dukascopy", "ingest", extra_kinds={"dukascopy"})
 def raw_dukascopy(context: dg.AssetExecutionContext, dukascopy: DukascopyResource, lake: LakeResource) -> PartitionStream:
-    """Fetch the 24 hourly BI5 files of each symbol-day and keep their bytes in the raw zone."""
+    """Fetch the 24 hours of each symbol-day from the Dukascopy feed in use (``LAKE_DUKASCOPY_FEED``: the
+    JSON data API's responses, or BI5 files) and keep their bytes in the raw zone; each hour's status and feed."""
     store = lake.lake()
     keys = context.partition_keys
     counts: dict[str, int] = {}
@@ -79,7 +80,8 @@ def fetch_raw_day(context, source: SourceOnDemand, store, key: str, progress: st
 def ticks(
     context: dg.AssetExecutionContext, raw_dukascopy: PartitionInputs, lake: LakeResource, dukascopy: DukascopyResource
 ) -> PartitionStream:
-    """Decode the raw BI5 hours into normalized ticks; bad hours and bad ticks go to quarantine.
+    """Decode the raw hours (BI5 or API responses, by each hour's feed) into normalized ticks; bad hours and
+    bad ticks go to quarantine.
 
     A symbol-day not yet in the raw zone is fetched through the source first (read-through), so
     ``ticks`` alone can be materialized on a fresh lake; that fetch is recorded as a materialization

@@ -116,7 +116,13 @@ def build_daily_ingest_schedule(roots: list[dg.AssetKey]) -> tuple:
 def _follow_upstream(spec: dg.AssetSpec) -> dg.AssetSpec:
     if spec.automation_condition is not None:
         return spec  # the owner chose a condition
-    return spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())
+    condition = dg.AutomationCondition.eager()
+    from lake_assets.partitions import SETTINGS
+
+    if SETTINGS.today_partition:  # today is the latest partition: yesterday (the schedule's day) must follow too
+        condition = condition.replace("in_latest_time_window",
+                                      dg.AutomationCondition.in_latest_time_window(timedelta(days=2)))
+    return spec.replace_attributes(automation_condition=condition)
 
 
 def _daily_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:

@@ -39,7 +39,7 @@ def _group_ids() -> dict[str, tuple[str, ...]]:
 
 #: Every figure id, in table order.
 FIGURE_IDS: tuple[str, ...] = (
-    "decode_1core", "decode_2cores", "decode_vs_struct", "parquet_size",
+    "decode_1core", "decode_2cores", "decode_vs_struct", "decode_api_1core", "parquet_size",
     "bars_vs_pandas", "bars_vs_numpy", "bars_parquet_vs_duckdb",
     "backtest_vs_loop",
     "client_day", "client_hour_in_month", "sql_month",

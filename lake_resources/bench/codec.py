@@ -17,6 +17,7 @@ lake stores it.
 
 from __future__ import annotations
 
+import json
 import lzma
 import struct
 from collections.abc import Sequence
@@ -25,14 +26,14 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pyarrow as pa
 
-from lake_resources import bi5
+from lake_resources import api_layout, bi5, dukascopy_api
 from lake_resources.bench.core import Figure, Scaling, log, median_times, speedup
 from lake_resources.bench.workspace import Workspace
 from lake_resources.instruments import decimal_factor
 from lake_resources.storage import encode_parquet
 from lake_resources.transforms.ticks import normalize_ticks
 
-IDS = ("decode_1core", "decode_2cores", "decode_vs_struct", "parquet_size")
+IDS = ("decode_1core", "decode_2cores", "decode_vs_struct", "decode_api_1core", "parquet_size")
 _RECORD_FORMAT = ">IIIff"  # ms, ask, bid, ask volume, bid volume
 RAW_RECORD_BYTES = struct.calcsize(_RECORD_FORMAT)
 #: The per-record baseline's name in the table.
@@ -90,9 +91,38 @@ def run(ws: Workspace, wanted: set[str]) -> list[Figure]:
     figures: list[Figure] = []
     if wanted & {"decode_1core", "decode_2cores", "decode_vs_struct"}:
         figures += _decode_figures(ws, wanted)
+    if "decode_api_1core" in wanted:
+        figures.append(_api_decode_figure(ws))
     if "parquet_size" in wanted:
         figures.append(_size_figure(ws))
     return figures
+
+
+def json_loads_only(payloads: Sequence[bytes]) -> int:
+    """The API feed's floor: ``json.loads`` of every hour's response, nothing else."""
+    return sum(len(json.loads(p)["times"]) for p in payloads if p)
+
+
+def _api_decode_figure(ws: Workspace) -> Figure:
+    """The JSON data API decoder over the same generated day, its hours encoded as the API serves them."""
+    cfg = ws.config
+    day, symbol = ws.days[0], cfg.codec_symbol
+    factor = decimal_factor(symbol)
+    payloads = ws.codec_payloads(symbol)
+    multiplier = dukascopy_api.multiplier_for(factor)
+    responses = [api_layout.bi5_hour_json(p or b"", h, multiplier) for p, h in zip(payloads, bi5.day_hours(day))]
+    ours, problems = dukascopy_api.decode_day_ticks_checked(responses, day)
+    # Equality first: the API decoder gives the BI5 decoder's frame for the same ticks.
+    if problems or not ours.equals(bi5.decode_day_ticks(payloads, day, factor, threads=1)):
+        raise AssertionError("the API decoder and the BI5 decoder disagree on the same ticks")
+    n = ours.height
+    log(f"API decode: {n:,} {symbol} ticks in {sum(map(len, responses)) / 1e6:.1f} MB of JSON, {cfg.repeats} rounds")
+    t = median_times({"ours": lambda: dukascopy_api.decode_day_ticks_checked(responses, day),
+                      "loads": lambda: json_loads_only(responses)}, cfg.repeats, warmup=cfg.warmup,
+                     budget=cfg.budget_seconds)
+    return speedup("decode_api_1core", f"API JSON decode to the ticks columns, 1 core (generated {symbol}, "
+                   f"{n / 1e6:.2f} M ticks)", "`json.loads` of the same bytes alone, 1 core", n, t["ours"], t["loads"],
+                   target=0.7, note="ours = json.loads + numpy int64 cumulative sums, prices, volumes, one frame")
 
 
 def _decode_figures(ws: Workspace, wanted: set[str]) -> list[Figure]:

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     days = [date.fromisoformat(d) for d in args.days.split(",")]
     with tempfile.TemporaryDirectory(prefix="lake-bench-warmup-") as tmp:
-        warm = generate(Path(tmp) / "feed", [args.symbol], days[0], days[0], ticks_per_day=2_000, lzma_preset=0)
+        warm = generate(Path(tmp) / "feed", [args.symbol], days[0], days[0], ticks_per_day=2_000, lzma_preset=0,
+                        layouts=("datafeed",))
         with DukascopySource(str(warm.dukascopy_dir)) as source:
             ingest_day(lake_at(Path(tmp) / "lake"), source, args.symbol, days[0])
     gc.collect()

@@ -71,7 +71,7 @@ def dagster_backfill(lake_home: Path, feed_dir: Path, symbol: str, days: list[da
     resources = {
         "lake": lake,
         "io_manager": LakeIOManager(lake=lake),
-        "dukascopy": DukascopyResource(url=Path(feed_dir).resolve().as_uri(), lake=lake),
+        "dukascopy": DukascopyResource(feed="datafeed", url=Path(feed_dir).resolve().as_uri(), lake=lake),
     }
     tags = {
         "dagster/asset_partition_range_start": f"{days[0].isoformat()}|{symbol}",

@@ -60,7 +60,7 @@ class Workspace:
         log(f"generating the datafeed: {self.symbol} {self.days[0]}..{self.days[-1]} (~{self.config.ticks_per_day:,} ticks/day)")
         summary = generate(
             self.root / "feed", [self.symbol], self.days[0], self.days[-1], self.config.seed,
-            ticks_per_day=self.config.ticks_per_day, lzma_preset=0,
+            ticks_per_day=self.config.ticks_per_day, lzma_preset=0, layouts=("datafeed",),
         )
         return summary.dukascopy_dir
 

@@ -1,4 +1,5 @@
-"""Ingestion sources: the Dukascopy datafeed (HTTP mirror, local directory, S3) and vendor JSON pulls.
+"""Ingestion sources: the Dukascopy datafeed (HTTP mirror, local directory, S3), the Dukascopy JSON data
+API (``lake_resources.sources.dukascopy_api``, the default feed) and vendor JSON pulls.
 
 Plain building blocks without Dagster: each returns raw bytes plus provenance, so the assets can keep the
 raw payload and parse (or re-parse) it later.

@@ -48,6 +48,7 @@ DEFAULT_BASE = "https://datafeed.dukascopy.com/datafeed"
 HourStatus = Literal["present", "empty", "missing"]
 
 _MAX_BACKOFF_S = 30.0
+_MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as asking for this
 _MISSING_MARKER = ".missing"
 # Keys of storage_options whose values are credentials (matched case-insensitively, at any depth).
 _SECRET_KEY_PARTS = ("secret", "token", "password", "access_key", "credential")
@@ -69,6 +70,7 @@ class HourFetch:
     source: str  # URL or path it came from, without credentials
     sha256: str | None  # of the payload; None when missing
     from_cache: bool = False
+    feed: str = "datafeed"  # "datafeed" (BI5) or "api" (JSON data API, lake_resources.sources.dukascopy_api)
 
 
 def _utc_hour(hour_start: datetime) -> datetime:
@@ -110,7 +112,28 @@ class _Redactor:
 
 
 class _Retryable(Exception):
-    """One attempt failed in a way the next may not (a timeout, a 5xx, throttling); the message says how."""
+    """One attempt failed in a way the next may not (a timeout, a 5xx, throttling); the message says how.
+    ``retry_after``: the server's ``Retry-After`` in seconds, waited instead of a shorter backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header (delta-seconds or an HTTP date), capped; None if absent/bad."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(_MAX_RETRY_AFTER_S, max(0.0, seconds)) if seconds == seconds else None
 
 
 def _with_retries(url: str, attempt: Callable[[], bytes | None], *, retries: int, backoff: float, rng,
@@ -118,13 +141,15 @@ def _with_retries(url: str, attempt: Callable[[], bytes | None], *, retries: int
     """``attempt()`` until it returns, up to ``retries`` more times after a ``_Retryable`` failure, with
     exponential backoff and jitter (so concurrent workers do not retry in lock-step)."""
     last_error = ""
+    wait_at_least = 0.0
     for n in range(retries + 1):
         if n:
-            time.sleep(min(_MAX_BACKOFF_S, backoff * 2 ** (n - 1)) * rng.uniform(0.5, 1.0))
+            time.sleep(max(wait_at_least, min(_MAX_BACKOFF_S, backoff * 2 ** (n - 1)) * rng.uniform(0.5, 1.0)))
         try:
             return attempt()
         except _Retryable as exc:
             last_error = str(exc)
+            wait_at_least = exc.retry_after or 0.0
     raise SourceError(redact(f"{url}: giving up after {retries + 1} attempts; last error: {last_error}"))
 
 
@@ -166,7 +191,8 @@ class _HttpBackend:
     def locate(self, rel: str) -> str:
         return f"{self._base}/{rel}"
 
-    def read(self, rel: str) -> bytes | None:
+    def read(self, rel: str, validate: Callable[[bytes], None] | None = None) -> bytes | None:
+        """GET ``rel``; None on 404. ``validate(body)`` may raise ``_Retryable`` (e.g. a truncated body)."""
         url = self.locate(rel)
 
         def attempt() -> bytes | None:
@@ -183,11 +209,14 @@ class _HttpBackend:
                 raise SourceError(self.redact(f"{url}: request failed: {type(exc).__name__}: {exc}")) from None
             status = response.status_code
             if status == 200:
+                if validate is not None:
+                    validate(response.content)
                 return response.content
             if status == 404:
                 return None
             if status >= 500 or status == 429:
-                raise _Retryable(f"HTTP {status} {response.reason or ''}".rstrip())
+                raise _Retryable(f"HTTP {status} {response.reason or ''}".rstrip(),
+                                 retry_after=_retry_after(response.headers.get("Retry-After")))
             raise SourceError(self.redact(f"{url}: HTTP {status} {response.reason or ''}".rstrip() + " (not retried)"))
 
         return _with_retries(url, attempt, retries=self._retries, backoff=self._backoff, rng=self._random,
@@ -393,6 +422,12 @@ class DukascopySource:
         if self._cache is not None and (status == "present" or self._settled(hour)):
             self._cache.put(rel, status, payload)
         return HourFetch(hour, rel, status, payload, source, _digest(status, payload))
+
+    feed = "datafeed"
+
+    def fetch_file(self, rel: str) -> bytes | None:
+        """Any file under the base (e.g. a candle file), not cached; None when missing."""
+        return self._backend.read(rel)
 
     def fetch_day(self, symbol: str, day: date | str) -> list[HourFetch]:
         """Fetch a UTC day's 24 hourly files, in hour order, at most ``max_concurrency`` at a time."""

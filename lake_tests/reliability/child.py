@@ -206,7 +206,7 @@ def cmd_materialize(args) -> None:
         aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY") if env.get("AWS_SECRET_ACCESS_KEY") else None,
     )
     resources = {"lake": lake, "io_manager": LakeIOManager(lake=lake),
-                 "dukascopy": DukascopyResource(url=args.datafeed, lake=lake)}
+                 "dukascopy": DukascopyResource(feed="datafeed", url=args.datafeed, lake=lake)}
     install_kill(args.kill)
     if args.barrier:  # start the runs at the same moment
         barrier = Path(args.barrier)

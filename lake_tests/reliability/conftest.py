@@ -233,7 +233,7 @@ def lake_resources_for(home: Path | str, datafeed: Path | str | None = None, s3_
                         s3_bucket=s3_env.get("LAKE_S3_BUCKET", "quant-lake"),
                         landing=str(landing) if landing else None, **creds)
     resources = {"lake": lake, "io_manager": LakeIOManager(lake=lake)}
-    resources["dukascopy"] = DukascopyResource(url=str(datafeed or "/nonexistent"), lake=lake)
+    resources["dukascopy"] = DukascopyResource(feed="datafeed", url=str(datafeed or "/nonexistent"), lake=lake)
     return resources
 
 

@@ -70,6 +70,7 @@ def test_backfill_survives_its_daemon_being_killed_and_restarted(tmp_path, three
     home = tmp_path / "lake"
     dagster_home = home / "dagster"
     env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed),
+                     "LAKE_DUKASCOPY_FEED": "datafeed",
                      "DAGSTER_HOME": str(dagster_home)})
     started: list[int] = []
     backfill = subprocess.Popen(

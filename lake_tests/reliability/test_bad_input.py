@@ -408,3 +408,47 @@ def test_raw_vendor_asset_quarantines_bad_pulls_and_keeps_the_rest(tmp_path, dag
     assert all(store.raw.get_file(f) for f in index["raw_file"])  # every pull kept raw, even the refused ones
     greeks = client.read("option_greeks", symbols="AAPL")
     assert sorted(greeks["strike"].to_list()) == [170.0, 175.0, 180.0]
+
+
+def test_damaged_api_hours_are_quarantined_through_the_assets_and_kept_as_received(tmp_path, api_server, dagster_defs):
+    """The JSON data API feed through ``raw_dukascopy`` -> ``ticks``: five hours damaged (columns of
+    different lengths, NaN volumes, a negative time delta, a missing base price, a body truncated on every
+    ask); each is quarantined with its reason, the other 19 hours proceed, and the raw zone keeps each
+    response as received."""
+    from lake_resources import dukascopy_api as codec
+    from lake_resources.resources import DukascopyResource
+    from lake_resources.sources.vendor import decompress_pull
+
+    root = api_server.root
+
+    def damage(hour: int, change) -> None:
+        path = root / f"ticks/EUR-USD/2019/2/4/{hour}"
+        obj = json.loads(path.read_bytes())
+        change(obj)
+        path.write_text(json.dumps(obj))
+
+    damage(1, lambda o: o["bids"].pop())
+    damage(2, lambda o: o["askVolumes"].__setitem__(0, float("nan")))
+    damage(3, lambda o: o["times"].__setitem__(9, -1))
+    damage(4, lambda o: o.__setitem__("ask", None))
+    api_server.faults = {"ticks/EUR-USD/2019/2/4/5": [("truncate",)] * 3}
+    resources = lake_resources_for(tmp_path / "lake")
+    resources["dukascopy"] = DukascopyResource(feed="api", api_url=api_server.base, lake=resources["lake"],
+                                               retries=2, api_batch_pause_seconds=0, api_empty_pause_seconds=0)
+    result = materialize(dagster_defs, ["raw_dukascopy", "ticks"], resources)
+    assert result.success
+    lake = Lake(LakeSettings(home=tmp_path / "lake"))
+    part = (("symbol", "EURUSD"), ("date", "2019-02-04"))
+    quarantine = lake.read_partition("quarantine", (("stage", "ticks"), *part))
+    reasons = {int(ts.hour): reason for ts, reason in zip(quarantine["ts"], quarantine["reason"])}
+    assert sorted(reasons) == [1, 2, 3, 4, 5]
+    for hour, words in {1: "column lengths differ", 2: "non-finite", 3: "negative time delta",
+                        4: "missing base price", 5: "not valid JSON"}.items():
+        assert words in reasons[hour], (hour, reasons[hour])
+    ticks = lake.read_partition("ticks", part)
+    assert set(ticks["ts"].dt.hour().unique().to_list()) == set(range(24)) - {1, 2, 3, 4, 5}
+    served = (root / "ticks/EUR-USD/2019/2/4/5").read_bytes()
+    kept = decompress_pull(lake.get_raw("dukascopy", "EURUSD", DAY, "05h_ticks.json.zst"))
+    assert kept == served[: len(served) // 2]  # the truncated body, byte for byte
+    with pytest.raises(codec.ApiDecodeError):
+        codec.parse(kept)
