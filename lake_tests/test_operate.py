@@ -142,6 +142,35 @@ def test_downstream_follows_a_new_ingest_by_automation(defs, lake_settings, data
     assert second.get_requested_partitions(dg.AssetKey("bars_1m")) == set()
 
 
+def test_automation_follows_a_rematerialized_old_partition(defs, lake_settings, datafeed_dir):
+    """A backfill re-materializing ``bars_1m`` of an old day (not the latest time window) makes the
+    automation request that day's roll-ups and features; a run that already built them requests nothing."""
+    old = "2019-02-04|EURUSD"
+    later = datetime(2019, 3, 20, 2, 0, tzinfo=timezone.utc)  # 2019-02-04 is weeks behind the latest day
+    followers = [dg.AssetKey(k) for k in ("bars_5m", "bars_1h", "bars_1d", "features")]
+    with dg.DagsterInstance.ephemeral() as instance:
+        lake_defs = job_for(defs, lake_settings, datafeed_dir.as_uri())
+        job = lake_defs.resolve_implicit_global_asset_job_def()
+        first = dg.evaluate_automation_conditions(defs=lake_defs, instance=instance, evaluation_time=later)
+        whole = [dg.AssetKey(k) for k in ("raw_dukascopy", "ticks", "bars_1m")] + followers
+        assert job.execute_in_process(instance=instance, partition_key=old, asset_selection=whole,
+                                      run_config=QUIET_RUN_CONFIG).success
+        second = dg.evaluate_automation_conditions(defs=lake_defs, instance=instance, evaluation_time=later,
+                                                   cursor=first.cursor)
+        for key in followers:  # built in the same run as their parents: nothing to follow
+            assert second.get_requested_partitions(key) == set(), key.to_user_string()
+        # the backfill of the old day: bars_1m alone
+        assert job.execute_in_process(instance=instance, partition_key=old, asset_selection=[dg.AssetKey("bars_1m")],
+                                      run_config=QUIET_RUN_CONFIG).success
+        third = dg.evaluate_automation_conditions(defs=lake_defs, instance=instance, evaluation_time=later,
+                                                  cursor=second.cursor)
+    for key in followers:
+        assert old in third.get_requested_partitions(key), key.to_user_string()
+    assert third.get_requested_partitions(dg.AssetKey("ticks")) == set()  # upstream of bars_1m: untouched
+    node = defs.resolve_asset_graph().get(dg.AssetKey("bars_5m"))
+    assert "any date" in node.description and "need a backfill" in node.description  # said in the UI
+
+
 # ------------------------------------------------------------------------------------------ lake demo
 def test_demo_materializes_by_group_and_then_skips_what_is_there(lake_env):
     settings = lake_env
