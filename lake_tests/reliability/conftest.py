@@ -36,6 +36,7 @@ GROUPS = {
     "test_outage": "faults",
     "test_concurrency": "faults",
     "test_backfill_restart": "faults",
+    "test_backfill_stuck": "faults",
     "test_bad_input": "bad input",
     "test_security": "security",
 }

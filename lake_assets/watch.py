@@ -1,0 +1,99 @@
+"""Watching a backfill: is a daemon really there, are pool slots held by dead runs, is anything moving.
+
+Used by ``lake backfill`` (``operate.run_backfill``):
+
+- :func:`daemon_running` judges a daemon by a *fresh* heartbeat. Dagster's own ``healthy`` flag
+  tolerates a heartbeat up to 30 minutes old, so a ``lake ui`` stopped minutes ago still looked alive
+  and the command waited for it forever.
+- :func:`free_slots_of_ended_runs` releases the concurrency-pool slots (``warm_writer``) still held by
+  runs that ended, however they ended (a SIGKILLed run worker is marked failed but keeps its slot, and
+  every later warm write would queue behind it). The daemon does this too when ``run_monitoring`` is on
+  (``free_slots_after_run_end_seconds`` in ``dagster.yaml``); ``lake backfill`` does it itself when it
+  drives the daemon's iterations in-process.
+- :func:`describe_stall` says what a backfill that stopped moving is waiting for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+#: Daemons ``lake backfill`` relies on: the backfill daemon and the run queue.
+BACKFILL_DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR")
+#: A heartbeat older than this means the daemon is gone (it beats every 30 s).
+HEARTBEAT_MAX_AGE_S = 75.0
+#: Default bound on waiting without progress (runs, statuses and materializations unchanged).
+DEFAULT_STALL_TIMEOUT_S = 1200.0
+
+
+def heartbeat_ages(instance, now: float | None = None) -> dict[str, float]:
+    """Seconds since each daemon type's last heartbeat on ``instance``."""
+    now = time.time() if now is None else now
+    try:
+        beats = instance.get_daemon_heartbeats()
+    except Exception:  # storage without daemon heartbeats
+        return {}
+    return {name: now - beat.timestamp for name, beat in beats.items()}
+
+
+def daemon_running(instance, max_age: float = HEARTBEAT_MAX_AGE_S) -> bool:
+    """Is a ``dagster-daemon`` (e.g. from ``lake ui``) heart-beating on this instance right now?"""
+    ages = heartbeat_ages(instance)
+    return all(name in ages and ages[name] <= max_age for name in BACKFILL_DAEMONS)
+
+
+def free_slots_of_ended_runs(instance) -> list[tuple[str, str, int]]:
+    """Free the pool slots held by runs in a finished state: [(run_id, status, slots freed)]."""
+    from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
+
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    run_ids = storage.get_concurrency_run_ids()
+    if not run_ids:
+        return []
+    freed = []
+    for record in instance.get_run_records(filters=RunsFilter(run_ids=list(run_ids), statuses=FINISHED_STATUSES)):
+        run = record.dagster_run
+        count = storage.free_concurrency_slots_for_run(run.run_id)
+        freed.append((run.run_id, run.status.value, count or 0))
+    return freed
+
+
+def _pool_lines(instance, run_ids: set[str]) -> list[str]:
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    lines = []
+    for pool in sorted(storage.get_concurrency_keys()):
+        info = storage.get_concurrency_info(pool)
+        waiting = sorted({s.run_id for s in info.pending_steps if s.assigned_timestamp is None} & run_ids)
+        holders = sorted({s.run_id for s in info.claimed_slots})
+        if not waiting and not (holders and run_ids):
+            continue
+        described = []
+        for run_id in holders:
+            run = instance.get_run_by_id(run_id)
+            described.append(f"{run_id[:8]} ({run.status.value if run else 'unknown run'})")
+        lines.append(f"pool {pool}: limit {info.limit}, held by {', '.join(described) or 'nobody'}"
+                     + (f"; waiting: {', '.join(r[:8] for r in waiting)}" if waiting else ""))
+    return lines
+
+
+def describe_stall(instance, backfill, runs: Iterable, external_daemon: bool) -> list[str]:
+    """What a backfill that made no progress is waiting for, one fact per line."""
+    runs = list(runs)
+    lines = [f"backfill {backfill.backfill_id} is {backfill.status.value}"]
+    ages = heartbeat_ages(instance)
+    if external_daemon:
+        beat = ", ".join(f"{n} {ages[n]:.0f}s ago" for n in BACKFILL_DAEMONS if n in ages) or "none"
+        lines.append(f"the daemon of this instance was expected to process it (last heartbeats: {beat})")
+    else:
+        lines.append("no daemon on this instance: this command ran the backfill and run-queue iterations itself")
+    if not runs:
+        lines.append("no run was launched for it")
+    for run in runs:
+        if not run.is_finished:
+            lines.append(f"run {run.run_id[:8]} is {run.status.value}")
+    lines += _pool_lines(instance, {r.run_id for r in runs})
+    return lines
