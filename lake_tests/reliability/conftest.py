@@ -37,6 +37,7 @@ GROUPS = {
     "test_concurrency": "faults",
     "test_backfill_restart": "faults",
     "test_backfill_stuck": "faults",
+    "test_lake_settings": "bad input",
     "test_bad_input": "bad input",
     "test_security": "security",
 }
