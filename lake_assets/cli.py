@@ -126,6 +126,16 @@ def _set_lake_config(assignments: list[str], unset: list[str]) -> int:
     return 0
 
 
+def cmd_env(args) -> int:
+    """``eval "$(lake env)"``: this lake's LAKE_HOME and DAGSTER_HOME (made ready) for plain ``dagster``."""
+    import shlex
+
+    settings = _settings()
+    home = prepare_dagster_home(settings)
+    print(f"export LAKE_HOME={shlex.quote(str(settings.home_abs))} DAGSTER_HOME={shlex.quote(str(home))}")
+    return 0
+
+
 def cmd_generate(args) -> int:
     from lake_resources.generate import generate
 
@@ -209,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store a setting in this lake's LAKE_HOME/lake.toml (e.g. LAKE_SYMBOLS=EURUSD,GBPJPY)")
     p.add_argument("--unset", action="append", metavar="NAME", help="remove a setting from lake.toml")
     p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("env", help="print `export LAKE_HOME=… DAGSTER_HOME=…` for plain dagster commands: "
+                       'eval "$(lake env)"')
+    p.set_defaults(fn=cmd_env)
 
     p = sub.add_parser("generate", help="write realistic sample vendor data (BI5 + JSON pulls)")
     p.add_argument("--symbols", default="EURUSD,XAUUSD,AAPL")
