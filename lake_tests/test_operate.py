@@ -199,6 +199,10 @@ def test_demo_materializes_by_group_and_then_skips_what_is_there(lake_env):
             stored = lake.read_partition("ticks", (("symbol", symbol), ("date", day)))
             assert stored.height == decoded.height > 0
     assert "Asset checks" in out and "passed" in out and "lake ui" in out and str(settings.warm_path) in out
+    # the lake remembers what the demo put in it (its partitions, its feed): LAKE_HOME/lake.toml
+    remembered = LakeSettings.from_env()
+    assert remembered.symbols == ("EURUSD", "XAUUSD") and remembered.start_date == days[0]
+    assert remembered.dukascopy_url == str(settings.landing_root / "dukascopy")
 
     # again: nothing to do, no new run
     lines.clear()
