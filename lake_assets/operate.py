@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from lake_assets.cli import REPO_ROOT, prepare_dagster_home
-from lake_assets.watch import DEFAULT_STALL_TIMEOUT_S, daemon_running, describe_stall, free_slots_of_ended_runs
+from lake_assets.watch import (
+    DEFAULT_STALL_TIMEOUT_S,
+    daemon_running,
+    describe_stall,
+    fail_runs_with_dead_workers,
+    free_slots_of_ended_runs,
+)
 
 #: Groups the demo materializes, in this order (lifecycle moves data between tiers by its own policy).
 DEMO_GROUPS = ("ingest", "canonical", "research")
@@ -749,6 +755,8 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
             if external_daemon and not daemon_running(instance):
                 external_daemon = False
                 say("  the daemon stopped heart-beating: this command takes over the backfill and run-queue iterations")
+            for run_id, pid in fail_runs_with_dead_workers(instance):
+                say(f"  run {run_id[:8]}: its worker process {pid} is gone; marked failed")
             for run_id, status, count in free_slots_of_ended_runs(instance):
                 say(f"  freed {count} pool slot(s) held by run {run_id[:8]}, which ended {status}")
             if not external_daemon:

@@ -10,13 +10,18 @@ Used by ``lake backfill`` (``operate.run_backfill``):
   every later warm write would queue behind it). The daemon does this too when ``run_monitoring`` is on
   (``free_slots_after_run_end_seconds`` in ``dagster.yaml``); ``lake backfill`` does it itself when it
   drives the daemon's iterations in-process.
+- :func:`fail_runs_with_dead_workers` marks failed a run still "started" whose worker process is gone
+  (the run worker and the code server that watched it were killed together, so nobody reported it);
+  only on a SQLite instance, whose runs are on this host.
 - :func:`describe_stall` says what a backfill that stopped moving is waiting for.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 #: Daemons ``lake backfill`` relies on: the backfill daemon and the run queue.
 BACKFILL_DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR")
@@ -58,6 +63,53 @@ def free_slots_of_ended_runs(instance) -> list[tuple[str, str, int]]:
         count = storage.free_concurrency_slots_for_run(run.run_id)
         freed.append((run.run_id, run.status.value, count or 0))
     return freed
+
+
+def _worker_pid(instance, run_id: str) -> int | None:
+    """The pid the run's worker recorded ("Executing steps in process (pid: N)")."""
+    from dagster._core.events import DagsterEventType
+
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        event = record.dagster_event
+        if event is not None and event.pid:
+            return int(event.pid)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"  # a zombie has exited; only its parent has not reaped it yet
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def fail_runs_with_dead_workers(instance) -> list[tuple[str, int]]:
+    """Mark failed the started runs whose worker process is gone: [(run_id, pid)]. Local SQLite
+    instances only (their run workers run on this host); elsewhere a pid means nothing here."""
+    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+    from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+
+    if not isinstance(instance.run_storage, SqliteRunStorage):
+        return []
+    failed = []
+    for record in instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        pid = _worker_pid(instance, run.run_id)
+        if pid is None or _alive(pid):
+            continue
+        current = instance.get_run_by_id(run.run_id)
+        if current is None or current.status != DagsterRunStatus.STARTED:
+            continue  # it ended meanwhile
+        instance.report_run_failed(current, message=f"run worker process {pid} is gone (killed?); marked failed by lake backfill")
+        failed.append((run.run_id, pid))
+    return failed
 
 
 def _pool_lines(instance, run_ids: set[str]) -> list[str]:

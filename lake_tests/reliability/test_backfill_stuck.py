@@ -53,6 +53,27 @@ def _prepared_home(tmp_path: Path) -> tuple[Path, Path]:
     return home, dagster_home
 
 
+def _kill_when_slot_held(proc: subprocess.Popen, instance, victims) -> None:
+    """SIGKILL the processes ``victims()`` names once a run holds the ``warm_writer`` slot (frozen
+    first with SIGSTOP, so the slot is certainly held when they die)."""
+    pids: list[int] = []
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while True:
+        assert proc.poll() is None, f"the backfill ended before its bars_1m step took the slot:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, "the bars_1m step never took the warm_writer slot"
+        pids = pids or [p for p in victims() if _is_run_worker(p)]
+        if pids and _holders(instance):
+            pids = victims()
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            break
+        time.sleep(0.01)
+    held_by = _holders(instance)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert held_by, "the processes were killed after the slot was released: scenario not reached"
+
+
 def _holders(instance) -> set[str]:
     """Runs holding a ``warm_writer`` slot."""
     try:
@@ -95,21 +116,7 @@ def test_run_worker_killed_holding_the_warm_pool_slot_does_not_block_the_next_ba
     first = subprocess.Popen(_backfill_args(), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
-        workers: list[int] = []
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while True:
-            assert first.poll() is None, f"the backfill ended before its bars_1m step took the slot:\n{first.stdout.read()}"
-            assert time.monotonic() < deadline, "the bars_1m step never took the warm_writer slot"
-            workers = workers or [p for p in _descendants(first.pid) if _is_run_worker(p)]
-            if workers and _holders(instance):
-                for pid in workers:  # freeze first, so the slot is certainly held when it dies
-                    os.kill(pid, signal.SIGSTOP)
-                break
-            time.sleep(0.01)
-        held_by = _holders(instance)
-        for pid in workers:
-            os.kill(pid, signal.SIGKILL)
-        assert held_by, "the run worker was killed after it released the slot: scenario not reached"
+        _kill_when_slot_held(first, instance, lambda: [p for p in _descendants(first.pid) if _is_run_worker(p)])
         out, _ = first.communicate(timeout=RUN_TIMEOUT_S)
         assert first.returncode == 1, out
         assert "COMPLETED_FAILED" in out, out
@@ -137,6 +144,44 @@ def test_run_worker_killed_holding_the_warm_pool_slot_does_not_block_the_next_ba
         assert lake.manifest(ticks, part, "hot")["sha256"] == clean_range_shas[day], day
         bars = lake.read_partition("bars_1m", (("symbol", "EURUSD"), ("date", day)))
         assert bars.equals(clean_bars[day]), day
+
+
+@pytest.mark.data_loss
+def test_backfill_killed_with_its_run_worker_and_code_server_does_not_block_the_next_one(
+        tmp_path, three_day_datafeed, clean_range_shas, clean_bars):
+    """``lake backfill``, its code server and its run worker are SIGKILLed together while the run holds
+    the ``warm_writer`` slot, so nobody reports the run: it stays "started" with the slot. The next
+    ``lake backfill`` notices the worker is gone, marks the run failed, frees the slot and completes,
+    with ticks and bars equal to a clean run."""
+    home, dagster_home = _prepared_home(tmp_path)
+    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed),
+                     "DAGSTER_HOME": str(dagster_home)})
+    instance = _instance(dagster_home)
+    first = subprocess.Popen(_backfill_args(), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _kill_when_slot_held(first, instance, lambda: [first.pid, *_descendants(first.pid)])
+        first.wait(timeout=60)
+        [stuck] = instance.get_runs()
+        assert stuck.status.value == "STARTED" and _holders(instance) == {stuck.run_id}  # the scenario
+
+        second = subprocess.run(_backfill_args("--stall-timeout", "120"), env=env, cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert f"run {stuck.run_id[:8]}: its worker process" in second.stdout, second.stdout
+        assert instance.get_run_by_id(stuck.run_id).status.value == "FAILURE"
+        assert _holders(instance) == set()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        instance.dispose()
+    lake = Lake(LakeSettings(home=home))
+    ticks = dataset_spec("ticks")
+    for day in DAYS:
+        part = ticks.partition(symbol="EURUSD", date=day)
+        assert lake.manifest(ticks, part, "hot")["sha256"] == clean_range_shas[day], day
+        assert lake.read_partition("bars_1m", (("symbol", "EURUSD"), ("date", day))).equals(clean_bars[day]), day
 
 
 def _heartbeat(instance, age_seconds: float) -> None:
