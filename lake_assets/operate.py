@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -35,8 +34,11 @@ from lake_assets.watch import (
     daemon_running,
     describe_stall,
     fail_runs_with_dead_workers,
+    failure_line,
     free_slots_of_ended_runs,
+    outside_message,
 )
+from lake_resources.lakeconfig import record_demo_config
 
 #: Groups the demo materializes, in this order (lifecycle moves data between tiers by its own policy).
 DEMO_GROUPS = ("ingest", "canonical", "research")
@@ -468,39 +470,6 @@ def _generate_once(settings, symbols: list[str], start: date, end: date, ticks_p
         f"{records:,} vendor JSON records) in {time.monotonic() - t:.1f}s")
 
 
-def record_demo_config(settings, symbols: str, start: date, say: Say = _print):
-    """Make the lake remember what the demo put in it (``LAKE_HOME/lake.toml``): its feed (the sample
-    BI5 files in the landing area), its first day and its symbols, so later commands (``lake
-    backfill``, ``lake ui``, ``dagster``) use them and the partitions fit the data. Values set in the
-    environment are not written (they win anyway); a window or symbol list already recorded grows."""
-    from lake_resources.lakeconfig import ENVIRONMENT, write_lake_config
-    from lake_resources.settings import ENV_VARS
-    from lake_resources.validation import validate_symbol
-
-    requested = list(dict.fromkeys(validate_symbol(s) for s in symbols.split(",") if s.strip()))
-    if settings.source("LAKE_SYMBOLS") == ENVIRONMENT:
-        settings.require_symbols(requested)
-    updates: dict[str, str] = {}
-    recorded = settings.source("LAKE_SYMBOLS") not in (ENVIRONMENT, "default")
-    if settings.source("LAKE_SYMBOLS") != ENVIRONMENT:
-        have = list(settings.symbols) if recorded else []
-        updates["LAKE_SYMBOLS"] = ",".join(dict.fromkeys([*have, *requested]))
-    if settings.source("LAKE_START_DATE") != ENVIRONMENT:
-        first = start.isoformat()
-        recorded_start = settings.start_date if settings.source("LAKE_START_DATE") != "default" else first
-        updates["LAKE_START_DATE"] = min(first, recorded_start)
-    if settings.source("LAKE_DUKASCOPY_URL") == "default":
-        updates["LAKE_DUKASCOPY_URL"] = str(settings.landing_root / "dukascopy")
-    current = {"LAKE_SYMBOLS": ",".join(settings.symbols), "LAKE_START_DATE": settings.start_date,
-               "LAKE_DUKASCOPY_URL": settings.dukascopy_url}
-    changed = {k: v for k, v in updates.items() if settings.source(k) == "default" or v != current[k]}
-    if not changed:
-        return settings
-    path = write_lake_config(settings.home, ENV_VARS, changed)
-    say(f"lake config {path}: " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())))
-    return type(settings).from_env({**os.environ, "LAKE_HOME": str(settings.home_abs)})
-
-
 def run_demo(settings, *, days: int = 10, symbols: str = "EURUSD,XAUUSD,AAPL", ticks_per_day: int = 20_000,
              groups: Sequence[str] = DEMO_GROUPS, say: Say = _print) -> int:
     """Generate sample data and materialize the graph's ``groups`` through Dagster, idempotently.
@@ -719,7 +688,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
         valid_days = set(pdef.get_partitions_def_for_dimension("date").get_partition_keys())
         outside = [d.isoformat() for d in days if d.isoformat() not in valid_days]
         if outside:
-            raise LakeValidationError(_outside_message(settings, outside))
+            raise LakeValidationError(outside_message(settings, outside))
         partition_keys = [f"{d.isoformat()}|{s}" for s in symbol_list for d in days]
         subset = AssetGraphSubset(partitions_subsets_by_asset_key={
             k: asset_graph.get(k).partitions_def.subset_with_partition_keys(partition_keys) for k in keys
@@ -806,43 +775,6 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
         for _ in free_slots_of_ended_runs(instance):  # nothing left held by this backfill's runs
             pass
         return 0 if ok else 1
-
-
-def _outside_message(settings, outside: list[str]) -> str:
-    """Days outside the daily partitions: say which bound and how to move it."""
-    if outside[0] < settings.start_date:
-        return (f"day(s) {outside[0]}..{min(outside[-1], settings.start_date)} are before this lake's first day "
-                f"LAKE_START_DATE={settings.start_date} ({settings.source('LAKE_START_DATE')}); to add them: "
-                f"{settings.how_to_set('LAKE_START_DATE', outside[0])}")
-    return f"day(s) {outside[0]}..{outside[-1]} are after yesterday (UTC): a day is ingested once it is complete"
-
-
-def failure_line(instance, run_id: str, settings) -> str:
-    """One line saying why a run failed (the innermost error of its first failed step), with a hint
-    naming the variable to set when the Dukascopy feed could not be reached."""
-    from dagster._core.events import DagsterEventType
-
-    error = None
-    for event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
-        for record in instance.all_logs(run_id, of_type=event_type):
-            data = record.dagster_event.event_specific_data if record.dagster_event else None
-            error = getattr(data, "error", None)
-            if error is not None:
-                break
-        if error is not None:
-            break
-    if error is None:
-        return "no error recorded (see the run in the UI)"
-    while error.cause is not None:
-        error = error.cause
-    text = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
-    text = settings.redact(re.sub(r"^[\w.]+(Error|Exception): ", "", text))
-    feed = settings.dukascopy_url
-    if feed and feed.split("://")[-1].rstrip("/") in text:
-        return (f"cannot read the Dukascopy feed {feed} (LAKE_DUKASCOPY_URL, {settings.source('LAKE_DUKASCOPY_URL')}): "
-                f"{text[:160]}; set it to a reachable mirror, directory or s3:// bucket: "
-                f"{settings.how_to_set('LAKE_DUKASCOPY_URL', '<url>')}")
-    return text[:300]
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,12 +13,14 @@ Used by ``lake backfill`` (``operate.run_backfill``):
 - :func:`fail_runs_with_dead_workers` marks failed a run still "started" whose worker process is gone
   (the run worker and the code server that watched it were killed together, so nobody reported it);
   only on a SQLite instance, whose runs are on this host.
-- :func:`describe_stall` says what a backfill that stopped moving is waiting for.
+- :func:`describe_stall` says what a backfill that stopped moving is waiting for; :func:`failure_line`
+  why a run failed, in one line; :func:`outside_message` how to add days before the lake's first day.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -149,3 +151,40 @@ def describe_stall(instance, backfill, runs: Iterable, external_daemon: bool) ->
             lines.append(f"run {run.run_id[:8]} is {run.status.value}")
     lines += _pool_lines(instance, {r.run_id for r in runs})
     return lines
+
+
+def outside_message(settings, outside: list[str]) -> str:
+    """Days outside the daily partitions: say which bound and how to move it."""
+    if outside[0] < settings.start_date:
+        return (f"day(s) {outside[0]}..{min(outside[-1], settings.start_date)} are before this lake's first day "
+                f"LAKE_START_DATE={settings.start_date} ({settings.source('LAKE_START_DATE')}); to add them: "
+                f"{settings.how_to_set('LAKE_START_DATE', outside[0])}")
+    return f"day(s) {outside[0]}..{outside[-1]} are after yesterday (UTC): a day is ingested once it is complete"
+
+
+def failure_line(instance, run_id: str, settings) -> str:
+    """One line saying why a run failed (the innermost error of its first failed step), with a hint
+    naming the variable to set when the Dukascopy feed could not be reached."""
+    from dagster._core.events import DagsterEventType
+
+    error = None
+    for event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
+        for record in instance.all_logs(run_id, of_type=event_type):
+            data = record.dagster_event.event_specific_data if record.dagster_event else None
+            error = getattr(data, "error", None)
+            if error is not None:
+                break
+        if error is not None:
+            break
+    if error is None:
+        return "no error recorded (see the run in the UI)"
+    while error.cause is not None:
+        error = error.cause
+    text = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+    text = settings.redact(re.sub(r"^[\w.]+(Error|Exception): ", "", text))
+    feed = settings.dukascopy_url
+    if feed and feed.split("://")[-1].rstrip("/") in text:
+        return (f"cannot read the Dukascopy feed {feed} (LAKE_DUKASCOPY_URL, {settings.source('LAKE_DUKASCOPY_URL')}): "
+                f"{text[:160]}; set it to a reachable mirror, directory or s3:// bucket: "
+                f"{settings.how_to_set('LAKE_DUKASCOPY_URL', '<url>')}")
+    return text[:300]
