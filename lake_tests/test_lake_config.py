@@ -116,3 +116,13 @@ def test_partitions_fit_the_lake_in_every_process_that_loads_the_definitions(tmp
     yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
     assert got["first"] == "2019-02-04" and got["symbols"] == ["EURUSD", "XAUUSD"]
     assert got["days"] == (yesterday - date(2019, 2, 4)).days + 1
+
+
+def test_lake_config_round_trips_any_text(tmp_path):
+    from lake_resources.lakeconfig import read_lake_config, write_lake_config
+    from lake_resources.settings import ENV_VARS
+
+    odd = 'file:///data/"quoted" \\ back\\slash/ünïcode\tTab'
+    write_lake_config(tmp_path, ENV_VARS, {"LAKE_DUKASCOPY_URL": odd})
+    assert read_lake_config(tmp_path, ENV_VARS) == {"LAKE_DUKASCOPY_URL": odd}
+    assert not list(tmp_path.glob(".lake.toml.*"))  # no temp file left behind

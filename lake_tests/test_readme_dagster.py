@@ -78,3 +78,13 @@ def test_readme_plain_dagster_example_on_a_lake_that_already_has_the_day(tmp_pat
     old_ticks = lake.read_partition("ticks", (("symbol", "EURUSD"), ("date", "2019-02-04"))).height
     assert 0 < old_ticks < DAY_TICKS
     check_lake(home, run_readme(home))
+
+
+def test_plain_dagster_without_dagster_home_says_its_runs_are_thrown_away(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKE_", "DAGSTER_", "AWS_"))}
+    env["LAKE_HOME"] = str(tmp_path / "lake")
+    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "list", "-m", "lake_assets.definitions"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bars_1m" in done.stdout
+    assert "DAGSTER_HOME is not set" in done.stderr and 'eval "$(lake env)"' in done.stderr, done.stderr[-2000:]
