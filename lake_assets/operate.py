@@ -31,6 +31,7 @@ from datetime import date, timedelta
 from lake_assets.cli import REPO_ROOT, prepare_dagster_home
 from lake_assets.watch import (
     DEFAULT_STALL_TIMEOUT_S,
+    HEARTBEAT_MAX_AGE_S,
     daemon_running,
     describe_stall,
     fail_runs_with_dead_workers,
@@ -641,7 +642,7 @@ def _is_date_symbol(pdef) -> bool:
 def run_backfill(settings, *, start: str, end: str, symbols: str,
                  selection: str = "raw_dukascopy,ticks,bars_1m,bars_5m,bars_1h,bars_1d",
                  wait: bool = True, say: Say = _print, poll_seconds: float = 1.0, ui_port: int = 3000,
-                 stall_timeout: float = DEFAULT_STALL_TIMEOUT_S) -> int:
+                 stall_timeout: float = DEFAULT_STALL_TIMEOUT_S, heartbeat_max_age: float = HEARTBEAT_MAX_AGE_S) -> int:
     """Launch a real Dagster asset backfill of ``selection`` over ``start..end`` x ``symbols`` and
     follow it; exit status 0 when every targeted partition materialized.
 
@@ -707,7 +708,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
             f"({first} → {last} x {', '.join(symbol_list)})")
         say(f"  assets: {' → '.join(k.to_user_string() for k in keys)}")
         say(f"  in the UI: http://127.0.0.1:{ui_port}/runs/b/{backfill_id}?tab=partitions")
-        external_daemon = daemon_running(instance)
+        external_daemon = daemon_running(instance, heartbeat_max_age)
         if not wait:
             if not external_daemon:
                 say("  no daemon is running on this instance: start `lake ui` (or dagster-daemon) to process it")
@@ -721,7 +722,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
         progress_mark = None
         targets = set(partition_keys)
         while True:
-            if external_daemon and not daemon_running(instance):
+            if external_daemon and not daemon_running(instance, heartbeat_max_age):
                 external_daemon = False
                 say("  the daemon stopped heart-beating: this command takes over the backfill and run-queue iterations")
             for run_id, pid in fail_runs_with_dead_workers(instance):

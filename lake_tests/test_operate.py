@@ -254,6 +254,41 @@ def test_backfill_is_a_real_dagster_backfill_with_one_run_per_symbol_range(lake_
     assert bars.height == decoded["ts"].dt.truncate("1m").n_unique()
 
 
+def test_backfill_takes_over_when_the_daemon_stops_heart_beating(lake_env, monkeypatch, datafeed_dir):
+    """A daemon heart-beats when the backfill starts (so the command leaves the work to it), then stops:
+    once its heartbeat is older than the bound, the command runs the iterations itself and finishes."""
+    from dagster._daemon.types import DaemonHeartbeat
+
+    import threading
+
+    monkeypatch.setenv("LAKE_DUKASCOPY_URL", datafeed_dir.as_uri())
+    lines: list[str] = []
+    stopped = threading.Event()
+
+    def daemon_that_stops() -> None:  # beats until the command has left the work to it, then stops
+        with dg.DagsterInstance.get() as instance:
+            while not stopped.is_set():
+                for daemon_type in ("BACKFILL", "QUEUED_RUN_COORDINATOR"):
+                    instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), daemon_type, "ui-that-stops", None))
+                if any("processed by the running daemon" in line for line in lines):
+                    stopped.set()
+                time.sleep(0.2)
+
+    beating = threading.Thread(target=daemon_that_stops, daemon=True)
+    beating.start()
+    time.sleep(0.5)
+    try:
+        code = run_backfill(lake_env, start="2019-02-04", end="2019-02-04", symbols="EURUSD",
+                            selection="raw_dukascopy,ticks", say=lines.append, poll_seconds=0.5, heartbeat_max_age=3)
+    finally:
+        stopped.set()
+        beating.join(timeout=10)
+    out = "\n".join(lines)
+    assert code == 0, out
+    assert "processed by the running daemon" in out and "this command takes over" in out
+    assert "COMPLETED_SUCCESS" in lines[-1]
+
+
 def test_backfill_refuses_what_it_cannot_do(lake_env):
     from lake_resources.validation import LakeValidationError
 
