@@ -167,17 +167,18 @@ def failure_line(instance, run_id: str, settings) -> str:
     naming the variable to set when the Dukascopy feed could not be reached."""
     from dagster._core.events import DagsterEventType
 
-    error = None
+    error, said = None, ""
     for event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
         for record in instance.all_logs(run_id, of_type=event_type):
             data = record.dagster_event.event_specific_data if record.dagster_event else None
             error = getattr(data, "error", None)
+            said = said or (record.user_message or "").strip()
             if error is not None:
                 break
         if error is not None:
             break
-    if error is None:
-        return "no error recorded (see the run in the UI)"
+    if error is None:  # e.g. a run whose worker was killed: only the failure's message
+        return settings.redact(said.splitlines()[0][:300]) if said else "no error recorded (see the run in the UI)"
     while error.cause is not None:
         error = error.cause
     text = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name

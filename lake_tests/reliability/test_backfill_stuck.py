@@ -5,6 +5,7 @@ and a backfill that stops moving ends with a statement of what is stuck."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -120,6 +121,8 @@ def test_run_worker_killed_holding_the_warm_pool_slot_does_not_block_the_next_ba
         out, _ = first.communicate(timeout=RUN_TIMEOUT_S)
         assert first.returncode == 1, out
         assert "COMPLETED_FAILED" in out, out
+        assert re.search(r"run \w{8} failed: \S", out), out  # one line saying why, no traceback
+        assert "Traceback" not in out, out
         started += _descendants(first.pid)
 
         second = subprocess.run(_backfill_args("--stall-timeout", "120"), env=env, cwd=REPO_ROOT,
