@@ -100,15 +100,53 @@ def cmd_replay(args) -> int:
 
 
 def cmd_config(args) -> int:
+    from lake_resources.lakeconfig import config_path
     from lake_resources.settings import ENV_VARS
 
+    if args.set or args.unset:
+        return _set_lake_config(args.set or [], args.unset or [])
     settings = _settings()
     for key, value in settings.describe().items():
-        print(f"{key:24} {value}")
+        where = f"  ({settings.source(key)})" if key in ENV_VARS else ""
+        print(f"{key:24} {value}{where}")
+    print(f"{'lake config':24} {config_path(settings.home)}"
+          + ("" if config_path(settings.home).exists() else " (none yet)"))
     if args.verbose:
         print("\nEnvironment variables:")
         for key, text in ENV_VARS.items():
             print(f"  {key:24} {text}")
+    return 0
+
+
+def _set_lake_config(assignments: list[str], unset: list[str]) -> int:
+    """``lake config --set NAME=VALUE`` / ``--unset NAME``: change this lake's lake.toml (validated first)."""
+    from lake_resources.lakeconfig import write_lake_config
+    from lake_resources.settings import ENV_VARS, LakeSettings
+    from lake_resources.validation import LakeValidationError
+
+    updates: dict[str, str | None] = {name.strip(): None for name in unset}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise LakeValidationError(f"--set {item!r}: expected NAME=VALUE")
+        updates[name.strip()] = value.strip()
+    settings = _settings()
+    # validate the values as the lake would read them before anything is written
+    LakeSettings.from_env({**os.environ, **{k: v for k, v in updates.items() if v}})
+    path = write_lake_config(settings.home, ENV_VARS, updates)
+    for name, value in updates.items():
+        print(f"{name} {'= ' + value if value else 'removed'} in {path}"
+              + (f" (the environment's {name} still overrides it)" if os.environ.get(name) else ""))
+    return 0
+
+
+def cmd_env(args) -> int:
+    """``eval "$(lake env)"``: this lake's LAKE_HOME and DAGSTER_HOME (made ready) for plain ``dagster``."""
+    import shlex
+
+    settings = _settings()
+    home = prepare_dagster_home(settings)
+    print(f"export LAKE_HOME={shlex.quote(str(settings.home_abs))} DAGSTER_HOME={shlex.quote(str(home))}")
     return 0
 
 
@@ -180,11 +218,13 @@ def cmd_backfill(args) -> int:
     from lake_assets.operate import run_backfill
 
     return run_backfill(_settings(), start=args.start, end=args.end, symbols=args.symbols,
-                        selection=args.select, wait=not args.no_wait)
+                        selection=args.select, wait=not args.no_wait, stall_timeout=args.stall_timeout)
 
 
 # ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from lake_assets.watch import DEFAULT_STALL_TIMEOUT_S
+
     parser = argparse.ArgumentParser(prog="lake", description="quant-lake: a market-data lake on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -241,9 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write JSON lines to FILE instead of stdout")
     p.set_defaults(fn=cmd_replay)
 
-    p = sub.add_parser("config", help="show the settings in force (secrets hidden)")
+    p = sub.add_parser("config", help="show the settings in force and where each comes from (secrets hidden)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="store a setting in this lake's LAKE_HOME/lake.toml (e.g. LAKE_SYMBOLS=EURUSD,GBPJPY)")
+    p.add_argument("--unset", action="append", metavar="NAME", help="remove a setting from lake.toml")
     p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("env", help="print `export LAKE_HOME=… DAGSTER_HOME=…` for plain dagster commands: "
+                       'eval "$(lake env)"')
+    p.set_defaults(fn=cmd_env)
 
     p = sub.add_parser("generate", help="write realistic sample vendor data (BI5 + JSON pulls)")
     p.add_argument("--symbols", default="EURUSD,XAUUSD,AAPL")
@@ -280,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", required=True)
     p.add_argument("--select", default="raw_dukascopy,ticks,bars_1m,bars_5m,bars_1h,bars_1d")
     p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
+                   help="give up (exit 1, saying what is stuck) after this long without progress "
+                   f"(default {DEFAULT_STALL_TIMEOUT_S:g})")
     p.set_defaults(fn=cmd_backfill)
     return parser
 

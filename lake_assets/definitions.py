@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import dagster as dg
@@ -22,3 +24,8 @@ defs = operations.with_operations(dg.Definitions.merge(
     operations.defs,
     dg.Definitions(resources=RESOURCES),
 ))
+
+if not os.environ.get("DAGSTER_HOME") and os.path.basename(sys.argv[0]) == "dagster":
+    # plain `dagster` without DAGSTER_HOME runs in a throwaway instance: nobody would see the run
+    print('quant-lake: DAGSTER_HOME is not set, so this command uses a throwaway Dagster instance and the UI '
+          'will not show its runs; run `eval "$(lake env)"` first', file=sys.stderr)

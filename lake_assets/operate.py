@@ -29,6 +29,17 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from lake_assets.cli import REPO_ROOT, prepare_dagster_home
+from lake_assets.watch import (
+    DEFAULT_STALL_TIMEOUT_S,
+    HEARTBEAT_MAX_AGE_S,
+    daemon_running,
+    describe_stall,
+    fail_runs_with_dead_workers,
+    failure_line,
+    free_slots_of_ended_runs,
+    outside_message,
+)
+from lake_resources.lakeconfig import record_demo_config
 
 #: Groups the demo materializes, in this order (lifecycle moves data between tiers by its own policy).
 DEMO_GROUPS = ("ingest", "canonical", "research")
@@ -37,6 +48,9 @@ DEMO_LAST_DAY = date(2019, 2, 15)
 DEMO_SEED = 7
 #: The console logger of every run we start: Dagster's DEBUG lines would bury our progress lines.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+#: Backfill runs print nothing (a failed step's traceback would bury the progress lines): ``lake
+#: backfill`` prints one line per failed run instead, and the UI has the full logs.
+SILENT_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 #: Leaderboard columns worth a terminal line (whichever exist), in this order.
 LEADERBOARD_COLUMNS = ("rank", "spec_id", "symbol", "sharpe", "sortino", "total_return", "max_drawdown", "hit_rate",
                        "trade_count", "f1", "f1_basis")
@@ -76,22 +90,19 @@ def calendar_days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def parse_symbols(symbols: str | Iterable[str]) -> list[str]:
-    """Validated symbols of the configured universe (``LAKE_SYMBOLS``), in the given order."""
-    from lake_assets.partitions import symbol_partitions
+def parse_symbols(symbols: str | Iterable[str], settings=None) -> list[str]:
+    """Validated symbols of this lake's universe (``LAKE_SYMBOLS``), in the given order.
+
+    An unknown instrument and a known one the lake does not ingest get different errors; the
+    second names the exact command that adds it."""
+    from lake_resources.settings import LakeSettings
     from lake_resources.validation import LakeValidationError, validate_symbol
 
     items = symbols.split(",") if isinstance(symbols, str) else list(symbols)
     chosen = list(dict.fromkeys(validate_symbol(s.strip().upper()) for s in items if s.strip()))
     if not chosen:
         raise LakeValidationError("no symbols given")
-    universe = symbol_partitions.get_partition_keys()
-    unknown = [s for s in chosen if s not in universe]
-    if unknown:
-        raise LakeValidationError(
-            f"symbol(s) {', '.join(unknown)} not in the configured universe LAKE_SYMBOLS={','.join(universe)}"
-        )
-    return chosen
+    return (settings or LakeSettings.from_env()).require_symbols(chosen)
 
 
 def contiguous_ranges(ordered: Sequence[str], wanted: Iterable[str]) -> list[tuple[str, str]]:
@@ -499,11 +510,14 @@ def run_demo(settings, *, days: int = 10, symbols: str = "EURUSD,XAUUSD,AAPL", t
     from lake_resources.storage import Lake
 
     prepare_dagster_home(settings)
-    symbol_list = parse_symbols(symbols)
     span = trading_days(DEMO_LAST_DAY, days)
     start, end = span[0], span[-1]
+    # before anything loads the partitions: they are made from this lake's config
+    settings = record_demo_config(settings, symbols, start, say)
+    symbol_list = parse_symbols(symbols, settings)
     if start.isoformat() < settings.start_date:
-        raise SystemExit(f"lake demo: the demo window starts {start}, before LAKE_START_DATE={settings.start_date}")
+        raise SystemExit(f"lake demo: the demo window starts {start}, before LAKE_START_DATE={settings.start_date} "
+                         f"(environment); unset it or set it to {start} or earlier")
     window = calendar_days(start, end)
     say(f"lake demo: {len(span)} trading days {start} → {end} of {', '.join(symbol_list)}; lake {settings.home_abs}")
 
@@ -650,20 +664,16 @@ def _is_date_symbol(pdef) -> bool:
     return isinstance(pdef, dg.MultiPartitionsDefinition) and {d.name for d in pdef.partitions_defs} == {"date", "symbol"}
 
 
-def daemon_running(instance) -> bool:
-    """Is a ``dagster-daemon`` (e.g. from ``lake ui``) heart-beating on this instance?"""
-    try:
-        statuses = instance.get_daemon_statuses(["BACKFILL", "QUEUED_RUN_COORDINATOR"])
-    except Exception:
-        return False
-    return bool(statuses) and all(s.healthy for s in statuses.values())
-
-
 def run_backfill(settings, *, start: str, end: str, symbols: str,
                  selection: str = "raw_dukascopy,ticks,bars_1m,bars_5m,bars_1h,bars_1d",
-                 wait: bool = True, say: Say = _print, poll_seconds: float = 1.0, ui_port: int = 3000) -> int:
+                 wait: bool = True, say: Say = _print, poll_seconds: float = 1.0, ui_port: int = 3000,
+                 stall_timeout: float = DEFAULT_STALL_TIMEOUT_S, heartbeat_max_age: float = HEARTBEAT_MAX_AGE_S) -> int:
     """Launch a real Dagster asset backfill of ``selection`` over ``start..end`` x ``symbols`` and
-    follow it; exit status 0 when every targeted partition materialized."""
+    follow it; exit status 0 when every targeted partition materialized.
+
+    The daemon of ``lake ui`` does the work only while its heartbeat is fresh; otherwise (or once it
+    stops) this command runs the daemon's iterations itself. Pool slots held by runs that ended are
+    freed. After ``stall_timeout`` seconds without progress it says what is stuck and returns 1."""
     quiet_dagster()
     import dagster as dg
     from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
@@ -672,6 +682,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster._daemon.backfill import execute_backfill_iteration
+    from dagster._daemon.monitoring import execute_run_monitoring_iteration
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
     from lake_resources.validation import LakeValidationError, parse_date
@@ -680,7 +691,9 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
     first, last = parse_date(start), parse_date(end)
     if last < first:
         raise LakeValidationError(f"--end {last} is before --start {first}")
-    symbol_list = parse_symbols(symbols)
+    if stall_timeout <= 0:
+        raise LakeValidationError(f"--stall-timeout must be > 0 seconds, got {stall_timeout:g}")
+    symbol_list = parse_symbols(symbols, settings)
     days = calendar_days(first, last)
     logger = logging.getLogger("lake.backfill")
     logger.setLevel(logging.WARNING)
@@ -701,7 +714,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
         valid_days = set(pdef.get_partitions_def_for_dimension("date").get_partition_keys())
         outside = [d.isoformat() for d in days if d.isoformat() not in valid_days]
         if outside:
-            raise LakeValidationError(f"day(s) {outside[0]}..{outside[-1]} outside the daily partitions (LAKE_START_DATE={settings.start_date} .. yesterday)")
+            raise LakeValidationError(outside_message(settings, outside))
         partition_keys = [f"{d.isoformat()}|{s}" for s in symbol_list for d in days]
         from lake_assets.partitions import symbol_has_asset
 
@@ -723,14 +736,14 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
             tags={"lake/launched_by": "lake backfill"}, dynamic_partitions_store=instance,
             asset_graph_subset=subset, title=f"lake backfill {first}..{last} {','.join(symbol_list)}",
             description=f"{', '.join(k.to_user_string() for k in keys)} over {first}..{last} x {', '.join(symbol_list)}",
-            run_config=QUIET_RUN_CONFIG,
+            run_config=SILENT_RUN_CONFIG,
         )
         instance.add_backfill(backfill)
         say(f"backfill {backfill_id}: {len(keys)} asset(s) x {len(partition_keys)} partition(s) "
             f"({first} → {last} x {', '.join(symbol_list)})")
         say(f"  assets: {' → '.join(k.to_user_string() for k in keys)}")
         say(f"  in the UI: http://127.0.0.1:{ui_port}/runs/b/{backfill_id}?tab=partitions")
-        external_daemon = daemon_running(instance)
+        external_daemon = daemon_running(instance, heartbeat_max_age)
         if not wait:
             if not external_daemon:
                 say("  no daemon is running on this instance: start `lake ui` (or dagster-daemon) to process it")
@@ -740,11 +753,22 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
         queue_daemon = QueuedRunCoordinatorDaemon(interval_seconds=poll_seconds)
         t0 = time.monotonic()
         shown = ""
-        last_shown = t0
+        last_shown = last_progress = t0
+        progress_mark = None
         while True:
+            if external_daemon and not daemon_running(instance, heartbeat_max_age):
+                external_daemon = False
+                say("  the daemon stopped heart-beating: this command takes over the backfill and run-queue iterations")
+            for run_id, pid in fail_runs_with_dead_workers(instance):
+                say(f"  run {run_id[:8]}: its worker process {pid} is gone; marked failed")
+            for run_id, status, count in free_slots_of_ended_runs(instance):
+                say(f"  freed {count} pool slot(s) held by run {run_id[:8]}, which ended {status}")
             if not external_daemon:
                 for _ in execute_backfill_iteration(workspace, logger):
                     pass
+                if instance.run_monitoring_enabled:
+                    for _ in execute_run_monitoring_iteration(workspace, logger):
+                        pass
                 for _ in queue_daemon.run_iteration(workspace):
                     pass
             current = instance.get_backfill(backfill_id)
@@ -763,6 +787,17 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
             if current.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED,
                                   BulkActionStatus.COMPLETED, BulkActionStatus.FAILED, BulkActionStatus.CANCELED):
                 break
+            mark = (current.status, tuple(sorted((r.run_id, r.status) for r in runs)), tuple(done.values()),
+                    instance.event_log_storage.get_maximum_record_id())
+            if mark != progress_mark:
+                progress_mark, last_progress = mark, now
+            elif now - last_progress > stall_timeout:
+                say(f"lake backfill: no progress for {stall_timeout:g}s (--stall-timeout); what is stuck:")
+                for fact in describe_stall(instance, current, runs, external_daemon):
+                    say(f"  {fact}")
+                say(f"  the backfill stays recorded: cancel it in the UI (http://127.0.0.1:{ui_port}/runs/b/{backfill_id}) "
+                    "or run `lake backfill` again once the cause is fixed")
+                return 1
             time.sleep(poll_seconds)
         complete = all(n == len(key_partitions[k]) for k, n in done.items())
         ok = current.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED) and complete
@@ -770,6 +805,11 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
             f"{len(runs)} run(s)" + ("" if ok else " — see the UI for the failed runs"))
         if current.error is not None:
             say(f"  error: {settings.redact(current.error.message.strip())[:400]}")
+        for run in runs:
+            if run.status == dg.DagsterRunStatus.FAILURE:
+                say(f"  run {run.run_id[:8]} failed: {failure_line(instance, run.run_id, settings)}")
+        for _ in free_slots_of_ended_runs(instance):  # nothing left held by this backfill's runs
+            pass
         return 0 if ok else 1
 
 

@@ -7,13 +7,24 @@ from pathlib import Path
 
 import dagster as dg
 
+from lake_resources.lakeconfig import read_lake_config
 from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
-from lake_resources.settings import DEFAULT_DUKASCOPY_API, DEFAULT_DUKASCOPY_FEED, DEFAULT_DUKASCOPY_URL, LakeSettings
+from lake_resources.settings import (
+    DEFAULT_DUKASCOPY_API,
+    DEFAULT_DUKASCOPY_FEED,
+    DEFAULT_DUKASCOPY_URL,
+    ENV_VARS,
+    LakeSettings,
+)
+
+#: This lake's own settings (``LAKE_HOME/lake.toml``; never secrets), under the environment.
+_LAKE_CONFIG = read_lake_config(os.environ.get("LAKE_HOME") or ".lake", ENV_VARS)
 
 
 def _env(name: str, default: str | None = None):
-    """``EnvVar(name)`` when the variable is set (shown as a reference in the UI), else the default."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+    """``EnvVar(name)`` when the variable is set (shown as a reference in the UI), else the lake
+    config's value, else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else _LAKE_CONFIG.get(name, default)
 
 
 lake = LakeResource(

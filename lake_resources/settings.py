@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lake_resources.lakeconfig import DEFAULT, layered
 from lake_resources.validation import LakeValidationError, parse_date, validate_lake_home, validate_symbol
 
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT")
@@ -26,7 +27,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3 bucket naming 
 
 #: Environment variables the lake reads, with what they mean (shown by ``lake config`` and the README).
 ENV_VARS: dict[str, str] = {
-    "LAKE_HOME": "root of the embedded lake: hot/, warm.duckdb, cold/, raw/, landing/, dagster/ (default ./.lake)",
+    "LAKE_HOME": "root of the embedded lake: hot/, warm.duckdb, cold/, raw/, landing/, dagster/, lake.toml "
+    "(default ./.lake)",
     "LAKE_S3_ENDPOINT": "S3/MinIO endpoint URL for the cold tier and raw zone (unset: local cold directory)",
     "LAKE_S3_BUCKET": "bucket of the cold tier (default quant-lake)",
     "LAKE_S3_PREFIX": "key prefix inside the bucket (default lake)",
@@ -139,14 +141,19 @@ class LakeSettings:
     shared_landing: str | None = None  # as configured; see ``shared_landing_location``
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     start_date: str = DEFAULT_START_DATE
+    #: variable -> where its value came from ("environment" or the lake config file); unlisted = default
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LakeSettings:
+        """Settings from ``env`` (default ``os.environ``) over the lake's ``LAKE_HOME/lake.toml``."""
         env = os.environ if env is None else env
+        home = Path(env.get("LAKE_HOME") or ".lake").expanduser()
+        env, sources = layered(env, home, ENV_VARS)
         symbols = env.get("LAKE_SYMBOLS")
         landing = env.get("LAKE_LANDING")
         return cls(
-            home=Path(env.get("LAKE_HOME") or ".lake").expanduser(),
+            home=home,
             s3_endpoint=env.get("LAKE_S3_ENDPOINT") or None,
             s3_bucket=env.get("LAKE_S3_BUCKET") or "quant-lake",
             s3_prefix=(env.get("LAKE_S3_PREFIX") or "lake").strip("/"),
@@ -163,7 +170,39 @@ class LakeSettings:
             shared_landing=env.get("LAKE_SHARED_LANDING") or None,
             symbols=_env_symbols(symbols) if symbols else DEFAULT_SYMBOLS,
             start_date=env.get("LAKE_START_DATE") or DEFAULT_START_DATE,
+            sources=sources,
         )
+
+    def source(self, variable: str) -> str:
+        """Where ``variable``'s value came from: "environment", the lake config file, or "default"."""
+        return self.sources.get(variable, DEFAULT)
+
+    def how_to_set(self, variable: str, value: str) -> str:
+        """The exact command that sets ``variable`` for this lake (env var if that is where it is set)."""
+        if self.source(variable) == "environment":
+            return f"export {variable}={value}"
+        return f"lake config --set {variable}={value}"
+
+    def require_symbols(self, symbols: list[str]) -> list[str]:
+        """``symbols`` if this lake ingests them all; else one error saying which are unknown
+        instruments and which are known but not in ``LAKE_SYMBOLS`` (with the command that adds them)."""
+        from lake_resources.instruments import catalogue
+
+        unknown = [s for s in symbols if s not in catalogue()]
+        if unknown:
+            raise LakeValidationError(
+                f"unknown instrument(s) {', '.join(unknown)}: not in the instrument catalogue "
+                "(lake_resources/instruments.json); check the spelling"
+            )
+        missing = [s for s in symbols if s not in self.symbols]
+        if missing:
+            wanted = ",".join([*self.symbols, *missing])
+            raise LakeValidationError(
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not ingested by this lake "
+                f"(LAKE_SYMBOLS={','.join(self.symbols)}, {self.source('LAKE_SYMBOLS')}); to add "
+                f"{'it' if len(missing) == 1 else 'them'}: {self.how_to_set('LAKE_SYMBOLS', wanted)}"
+            )
+        return symbols
 
     def with_(self, **changes) -> LakeSettings:
         return replace(self, **changes)
@@ -294,6 +333,7 @@ class LakeSettings:
             "LAKE_DUKASCOPY_API": self.dukascopy_api,
             "LAKE_DUKASCOPY_URL": self.dukascopy_url,
             "LAKE_SYMBOLS": ",".join(self.symbols),
+            "LAKE_START_DATE": self.start_date,
             "AWS_ACCESS_KEY_ID": "set" if self.aws_access_key_id else "unset",
             "AWS_SECRET_ACCESS_KEY": "set (hidden)" if self.aws_secret_access_key else "unset",
         }

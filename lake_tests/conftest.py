@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Settings (and the partitions made from them at import) read LAKE_HOME/lake.toml: without a LAKE_HOME
+# that would be the developer's ./.lake, whose demo config must not shape the tests' partitions.
+if not os.environ.get("LAKE_HOME"):
+    _UNUSED_HOME = tempfile.mkdtemp(prefix="lake-tests-home-")
+    os.environ["LAKE_HOME"] = str(Path(_UNUSED_HOME) / "lake")
+    atexit.register(shutil.rmtree, _UNUSED_HOME, True)
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "dukascopy"
 DATAFEED = SHARED_FIXTURES / "datafeed"
 

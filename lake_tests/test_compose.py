@@ -168,6 +168,9 @@ def test_dagster_instance_variant_is_valid_and_fed_by_the_environment(compose, m
     # same pools as the embedded instance: one DuckDB writer at a time
     embedded = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     assert config["concurrency"]["pools"] == embedded["concurrency"]["pools"]
+    # both free the pool slots of a run that ended however it ended (a SIGKILLed worker keeps its slot)
+    assert config["run_monitoring"] == embedded["run_monitoring"]
+    assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
     # step logs go to a path the code location writes and the webserver reads
     log_dir = config["compute_logs"]["config"]["base_dir"]
     for name in ("code-location", "webserver"):

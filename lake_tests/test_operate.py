@@ -143,6 +143,35 @@ def test_downstream_follows_a_new_ingest_by_automation(defs, lake_settings, data
     assert second.get_requested_partitions(dg.AssetKey("bars_1m")) == set()
 
 
+def test_automation_follows_a_rematerialized_old_partition(defs, lake_settings, datafeed_dir):
+    """A backfill re-materializing ``bars_1m`` of an old day (not the latest time window) makes the
+    automation request that day's roll-ups and features; a run that already built them requests nothing."""
+    old = "2019-02-04|EURUSD"
+    later = datetime(2019, 3, 20, 2, 0, tzinfo=timezone.utc)  # 2019-02-04 is weeks behind the latest day
+    followers = [dg.AssetKey(k) for k in ("bars_5m", "bars_1h", "bars_1d", "features")]
+    with dg.DagsterInstance.ephemeral() as instance:
+        lake_defs = job_for(defs, lake_settings, datafeed_dir.as_uri())
+        job = lake_defs.resolve_implicit_global_asset_job_def()
+        first = dg.evaluate_automation_conditions(defs=lake_defs, instance=instance, evaluation_time=later)
+        whole = [dg.AssetKey(k) for k in ("raw_dukascopy", "ticks", "bars_1m")] + followers
+        assert job.execute_in_process(instance=instance, partition_key=old, asset_selection=whole,
+                                      run_config=QUIET_RUN_CONFIG).success
+        second = dg.evaluate_automation_conditions(defs=lake_defs, instance=instance, evaluation_time=later,
+                                                   cursor=first.cursor)
+        for key in followers:  # built in the same run as their parents: nothing to follow
+            assert second.get_requested_partitions(key) == set(), key.to_user_string()
+        # the backfill of the old day: bars_1m alone
+        assert job.execute_in_process(instance=instance, partition_key=old, asset_selection=[dg.AssetKey("bars_1m")],
+                                      run_config=QUIET_RUN_CONFIG).success
+        third = dg.evaluate_automation_conditions(defs=lake_defs, instance=instance, evaluation_time=later,
+                                                  cursor=second.cursor)
+    for key in followers:
+        assert old in third.get_requested_partitions(key), key.to_user_string()
+    assert third.get_requested_partitions(dg.AssetKey("ticks")) == set()  # upstream of bars_1m: untouched
+    node = defs.resolve_asset_graph().get(dg.AssetKey("bars_5m"))
+    assert "any date" in node.description and "need a backfill" in node.description  # said in the UI
+
+
 # ------------------------------------------------------------------------------------------ lake demo
 def test_demo_materializes_by_group_and_then_skips_what_is_there(lake_env):
     settings = lake_env
@@ -171,6 +200,10 @@ def test_demo_materializes_by_group_and_then_skips_what_is_there(lake_env):
             stored = lake.read_partition("ticks", (("symbol", symbol), ("date", day)))
             assert stored.height == decoded.height > 0
     assert "Asset checks" in out and "passed" in out and "lake ui" in out and str(settings.warm_path) in out
+    # the lake remembers what the demo put in it (its partitions, its feed): LAKE_HOME/lake.toml
+    remembered = LakeSettings.from_env()
+    assert remembered.symbols == ("EURUSD", "XAUUSD") and remembered.start_date == days[0]
+    assert remembered.dukascopy_url == str(settings.landing_root / "dukascopy")
 
     # again: nothing to do, no new run
     lines.clear()
@@ -221,6 +254,41 @@ def test_backfill_is_a_real_dagster_backfill_with_one_run_per_symbol_range(lake_
     bars = lake.read_partition("bars_1m", (("symbol", "EURUSD"), ("date", "2019-02-04")))
     assert ticks.height == decoded.height
     assert bars.height == decoded["ts"].dt.truncate("1m").n_unique()
+
+
+def test_backfill_takes_over_when_the_daemon_stops_heart_beating(lake_env, monkeypatch, datafeed_dir):
+    """A daemon heart-beats when the backfill starts (so the command leaves the work to it), then stops:
+    once its heartbeat is older than the bound, the command runs the iterations itself and finishes."""
+    from dagster._daemon.types import DaemonHeartbeat
+
+    import threading
+
+    monkeypatch.setenv("LAKE_DUKASCOPY_URL", datafeed_dir.as_uri())
+    lines: list[str] = []
+    stopped = threading.Event()
+
+    def daemon_that_stops() -> None:  # beats until the command has left the work to it, then stops
+        with dg.DagsterInstance.get() as instance:
+            while not stopped.is_set():
+                for daemon_type in ("BACKFILL", "QUEUED_RUN_COORDINATOR"):
+                    instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), daemon_type, "ui-that-stops", None))
+                if any("processed by the running daemon" in line for line in lines):
+                    stopped.set()
+                time.sleep(0.2)
+
+    beating = threading.Thread(target=daemon_that_stops, daemon=True)
+    beating.start()
+    time.sleep(0.5)
+    try:
+        code = run_backfill(lake_env, start="2019-02-04", end="2019-02-04", symbols="EURUSD",
+                            selection="raw_dukascopy,ticks", say=lines.append, poll_seconds=0.5, heartbeat_max_age=3)
+    finally:
+        stopped.set()
+        beating.join(timeout=10)
+    out = "\n".join(lines)
+    assert code == 0, out
+    assert "processed by the running daemon" in out and "this command takes over" in out
+    assert "COMPLETED_SUCCESS" in lines[-1]
 
 
 def test_backfill_refuses_what_it_cannot_do(lake_env):

@@ -7,8 +7,9 @@ freshness are set here, by mapping asset specs, without touching the domain modu
 - the roots of the daily ``date x symbol`` graph in the ``ingest`` group (``raw_dukascopy``, vendor
   pulls) are materialized by the ``daily_ingest`` schedule: yesterday, every configured symbol, one
   partition-range run;
-- every other asset of the ``ingest``, ``canonical`` and ``research`` groups follows with
-  ``AutomationCondition.eager()`` (unless its owner set a condition), evaluated by the
+- every other asset of the ``ingest``, ``canonical`` and ``research`` groups follows its parents with
+  :func:`follow_upstream` (``eager()`` minus its latest-day restriction on parent updates, so updates
+  of old partitions propagate too) unless its owner set a condition, evaluated by the
   ``lake_automation`` sensor;
 - the daily datasets carry a time-window freshness policy, so a day that did not arrive shows as
   late in the UI;
@@ -41,6 +42,10 @@ DAILY_INGEST_CRON = "15 1 * * *"
 DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50), warn_window=timedelta(hours=28))
 DAILY_INGEST_JOB = "daily_ingest"
 AUTOMATION_SENSOR = "lake_automation"
+#: What an automated asset's description says about automation (shown in the UI).
+AUTOMATION_NOTE = ("**Automation** (`lake_automation` sensor): re-materialized when the same partition of a "
+                   "parent is updated, for any date (a backfill of old days re-runs what follows it); a new "
+                   "day is filled in automatically; older days that were never materialized need a backfill.")
 
 
 def _status(variable: str, default: str) -> str:
@@ -113,16 +118,32 @@ def build_daily_ingest_schedule(roots: list[dg.AssetKey]) -> tuple:
     return job, daily_ingest_schedule
 
 
+def follow_upstream() -> dg.AutomationCondition:
+    """``eager()`` without its latest-time-window restriction on updates: a partition is requested when
+    the same partition of any parent is updated, whatever its date (a backfill of old ``bars_1m`` days
+    re-runs their roll-ups and features); a newly missing partition is filled in the latest day only
+    (so switching automation on does not fill history). Never while a parent is running, nor while a
+    parent has none of the partitions it maps to (``features`` reads the day before too, which is often a
+    weekend: one present day is enough, where ``eager()`` would wait for both forever)."""
+    present = ~dg.AutomationCondition.missing() | dg.AutomationCondition.will_be_requested()
+    return (
+        (
+            (dg.AutomationCondition.in_latest_time_window() & dg.AutomationCondition.newly_missing())
+            | dg.AutomationCondition.any_deps_updated()
+        ).since_last_handled()
+        & dg.AutomationCondition.all_deps_match(present).with_label("every parent present")
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("follow_upstream")
+
+
 def _follow_upstream(spec: dg.AssetSpec) -> dg.AssetSpec:
     if spec.automation_condition is not None:
         return spec  # the owner chose a condition
-    condition = dg.AutomationCondition.eager()
-    from lake_assets.partitions import SETTINGS
-
-    if SETTINGS.today_partition:  # today is the latest partition: yesterday (the schedule's day) must follow too
-        condition = condition.replace("in_latest_time_window",
-                                      dg.AutomationCondition.in_latest_time_window(timedelta(days=2)))
-    return spec.replace_attributes(automation_condition=condition)
+    return spec.replace_attributes(
+        automation_condition=follow_upstream(),
+        description=(spec.description or "").rstrip() + "\n\n" + AUTOMATION_NOTE,
+    )
 
 
 def _daily_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -152,7 +173,7 @@ def with_operations(defs: dg.Definitions) -> dg.Definitions:
                 target=dg.AssetSelection.groups(*AUTOMATED_GROUPS),
                 default_status=dg.DefaultSensorStatus(_status("LAKE_AUTOMATION", "running").upper()),
                 minimum_interval_seconds=60,
-                description="Materializes what follows freshly ingested data (eager automation conditions).",
+                description="Materializes what follows updated data, for any date (follow_upstream conditions).",
             )
         )
     return dg.Definitions.merge(

@@ -36,6 +36,8 @@ GROUPS = {
     "test_outage": "faults",
     "test_concurrency": "faults",
     "test_backfill_restart": "faults",
+    "test_backfill_stuck": "faults",
+    "test_lake_settings": "bad input",
     "test_bad_input": "bad input",
     "test_bad_input_ingest": "bad input",
     "test_bad_input_symbols": "bad input",
