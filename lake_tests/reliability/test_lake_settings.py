@@ -8,10 +8,10 @@ import shlex
 import socket
 import subprocess
 import sys
-
-import pytest
 from datetime import date
 from pathlib import Path
+
+import pytest
 
 from lake_assets.operate import record_demo_config
 from lake_resources.api_layout import mirror_bi5_day
