@@ -19,7 +19,6 @@ import polars as pl
 
 from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
-from lake_resources.instruments import require_known_symbols
 from lake_resources.settings import LakeSettings
 from lake_resources.sql_help import datasets_table, is_show_tables, with_dataset_hint
 from lake_resources.sqlsafe import check_read_only, lock_down, sql_path
@@ -73,8 +72,7 @@ class LakeClient:
         spec = dataset_spec(dataset)
         if "symbol" not in spec.partition_by:
             return [validate_symbol(s) for s in symbols]
-        return require_known_symbols(symbols, self.settings.symbols,
-                                     stored=lambda s: bool(self.lake.locate(spec, [s])))
+        return self.settings.require_symbols(symbols, stored=lambda s: bool(self.lake.locate(spec, [s])))
 
     # reads -------------------------------------------------------------------------------
     def read(

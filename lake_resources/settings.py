@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -183,24 +183,27 @@ class LakeSettings:
             return f"export {variable}={value}"
         return f"lake config --set {variable}={value}"
 
-    def require_symbols(self, symbols: list[str]) -> list[str]:
-        """``symbols`` if this lake ingests them all; else one error saying which are unknown
-        instruments and which are known but not in ``LAKE_SYMBOLS`` (with the command that adds them)."""
+    def require_symbols(self, symbols: Iterable[str], stored: Callable[[str], bool] | None = None) -> list[str]:
+        """The canonical ``symbols`` if this lake ingests them all (in ``LAKE_SYMBOLS``, or with data in the
+        lake per ``stored``, e.g. a vendor symbol a landing sensor discovered); else one error saying which
+        are unknown instruments and which are known but not ingested (with the command that adds them), so
+        a typo is never a silent empty result."""
         from lake_resources.instruments import catalogue
 
-        unknown = [s for s in symbols if s not in catalogue()]
+        symbols = list(dict.fromkeys(validate_symbol(s) for s in symbols))
+        others = [s for s in symbols if s not in self.symbols and not (stored and stored(s))]
+        unknown = [s for s in others if s not in catalogue()]
         if unknown:
             raise LakeValidationError(
                 f"unknown instrument(s) {', '.join(unknown)}: not in the instrument catalogue "
-                "(lake_resources/instruments.json); check the spelling"
+                "(lake_resources/instruments.json) and no data in this lake; check the spelling"
             )
-        missing = [s for s in symbols if s not in self.symbols]
-        if missing:
-            wanted = ",".join([*self.symbols, *missing])
+        if others:
+            wanted = ",".join([*self.symbols, *others])
             raise LakeValidationError(
-                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not ingested by this lake "
+                f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not ingested by this lake "
                 f"(LAKE_SYMBOLS={','.join(self.symbols)}, {self.source('LAKE_SYMBOLS')}); to add "
-                f"{'it' if len(missing) == 1 else 'them'}: {self.how_to_set('LAKE_SYMBOLS', wanted)}"
+                f"{'it' if len(others) == 1 else 'them'}: {self.how_to_set('LAKE_SYMBOLS', wanted)}"
             )
         return symbols
 

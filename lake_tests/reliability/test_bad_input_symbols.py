@@ -43,7 +43,7 @@ def test_unknown_symbol_read_is_an_error_not_an_empty_frame(lake_home):
     """``LakeClient.read('ticks', symbols='FOOBAR')``: a LakeValidationError naming the symbol and the
     catalogue, not 0 rows."""
     client = LakeClient(LakeSettings(home=lake_home))
-    with pytest.raises(LakeValidationError, match=r"unknown symbol 'FOOBAR': not in the instrument catalogue"):
+    with pytest.raises(LakeValidationError, match=r"unknown instrument\(s\) FOOBAR: not in the instrument catalogue"):
         client.read("ticks", symbols="FOOBAR")
     with pytest.raises(LakeValidationError, match="FOOBAR"):
         client.read("bars_1m", symbols=["EURUSD", "foobar"], start="2019-02-04", end="2019-02-05")
@@ -54,7 +54,7 @@ def test_unknown_symbol_replay_exits_2_with_one_line(lake_home, capsys):
     assert main(_replay("EURUSD,FOOBAR")) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("lake replay: unknown symbol 'FOOBAR'")
+    assert err.startswith("lake replay: unknown instrument(s) FOOBAR")
 
 
 def test_catalogue_symbol_outside_lake_symbols_says_how_to_add_it(lake_home, capsys):
@@ -63,9 +63,8 @@ def test_catalogue_symbol_outside_lake_symbols_says_how_to_add_it(lake_home, cap
     with pytest.raises(LakeValidationError) as caught:
         LakeClient(LakeSettings(home=lake_home)).read("ticks", symbols="GBPJPY")
     message = str(caught.value)
-    assert "'GBPJPY' (a Dukascopy instrument) is not in LAKE_SYMBOLS" in message
-    assert "LAKE_SYMBOLS=EURUSD,GBPUSD,USDJPY,XAUUSD,BTCUSD,AAPL,MSFT,GBPJPY" in message
-    assert "lake backfill --symbols GBPJPY" in message
+    assert "GBPJPY is not ingested by this lake (LAKE_SYMBOLS=EURUSD,GBPUSD,USDJPY,XAUUSD,BTCUSD,AAPL,MSFT, default)" in message
+    assert message.endswith("to add it: lake config --set LAKE_SYMBOLS=EURUSD,GBPUSD,USDJPY,XAUUSD,BTCUSD,AAPL,MSFT,GBPJPY")
     assert main(_replay("GBPJPY")) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "LAKE_SYMBOLS=" in err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_tests.reliability.conftest import REPO_ROOT, child_env
+from lake_tests.reliability.conftest import child_env
 
 LAKE = Path(sys.executable).parent / "lake"
 
