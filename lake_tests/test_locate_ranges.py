@@ -12,11 +12,10 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
-from lake_resources import storage
 from lake_resources.client import LakeClient
 from lake_resources.datasets import dataset_spec
 from lake_resources.lifecycle import compact
-from lake_resources.storage import Lake, ParquetTier
+from lake_resources.storage import Lake, ParquetTier, parquet_tier
 
 TICKS = dataset_spec("ticks")
 REAL_DAY = date(2019, 2, 4)
@@ -66,7 +65,7 @@ def test_ranged_locate_finds_what_the_full_walk_finds_without_walking(lake, monk
 
 
 def test_long_ranges_fall_back_to_the_walk_with_the_same_answer(lake, monkeypatch):
-    monkeypatch.setattr(storage, "MAX_PROBED_PARTITIONS", 2)
+    monkeypatch.setattr(parquet_tier, "MAX_PROBED_PARTITIONS", 2)  # read where ParquetTier lives
     for first, last in WINDOWS:
         assert lake.locate(TICKS, ["EURUSD"], first, last) == _expected(lake, first, last), (first, last)
 
