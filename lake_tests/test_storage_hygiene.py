@@ -419,6 +419,24 @@ def test_a_writer_that_cannot_get_the_partition_fails_clearly_and_changes_nothin
         assert lake.write(TICKS, PART, versions["new"]["frame"]).sha256 == versions["new"]["sha256"]
 
 
+
+def test_a_partition_lock_held_by_a_killed_process_is_free_at_once(lake_settings, versions):
+    lake = _seed(lake_settings, versions)
+    writer = None
+    try:
+        # Another process stopped in the middle of re-materializing the partition, holding its lock.
+        writer = _start(lake_settings, "write", "--version", "new", "--stop-after-data")
+        _wait_stopped(writer)
+        lake.locks.timeout = 0.2
+        with pytest.raises(LakeStorageError, match="has held its lock"):
+            lake.write(TICKS, PART, versions["old"]["frame"])
+        os.kill(writer.pid, signal.SIGKILL)  # no clean-up runs: the kernel frees the lock with the process
+        writer.wait(timeout=30)
+    finally:
+        _cleanup(writer)
+    assert lake.write(TICKS, PART, versions["old"]["frame"]).sha256 == versions["old"]["sha256"]
+    assert lake.verify(TICKS, PART)[0]
+
 class _SetOn(logging.Handler):
     """Sets ``event`` when a log record contains ``needle``."""
 

@@ -1,17 +1,16 @@
-"""Per-partition locks shared by every process of this host that changes the lake (``PartitionLocks``)."""
+"""Per-partition locks shared by every process of this host that changes the lake (``PartitionLocks``,
+flock through ``filelock``)."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
-import os
-import random
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from lake_resources.datasets import DatasetSpec, Partition, partition_label, partition_path
 from lake_resources.storage.layout import LakeStorageError
@@ -31,8 +30,8 @@ _held_locks = threading.local()
 
 
 class PartitionLocks:
-    """Per-partition locks shared by every process of this host that changes the lake: ``flock`` on
-    files under ``LAKE_HOME/locks``, which the kernel releases when a holder dies (even by SIGKILL).
+    """Per-partition locks shared by every process of this host that changes the lake: ``flock`` (through
+    ``filelock``) on files under ``LAKE_HOME/locks``, which the kernel releases when a holder dies (even by SIGKILL).
 
     Replacing a partition (``Lake.write``/``Lake.delete``) and moving or compacting it (lifecycle)
     hold its lock, so neither deletes a copy the other has just written. Partitions hash onto
@@ -77,30 +76,24 @@ class PartitionLocks:
                 held[key] -= 1
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # One FileLock per hold (thread_local=False: re-entrancy is counted above), so two threads of one
+        # process exclude each other just as two processes do. Mode 0o644 as before; it also keeps filelock
+        # on flock (which the kernel releases when a holder dies): it tries soft locks only for lock files
+        # writable by group or others.
+        lock = FileLock(path, mode=0o644, thread_local=False)
         try:
-            deadline = time.monotonic() + self.timeout
-            delay = 0.01
-            waiting = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not waiting:
-                        waiting = True
-                        _log.info("%s: waiting for another write, move or compaction of it (lock %s)", what, path)
-                    if time.monotonic() > deadline:
-                        raise LakeStorageError(
-                            f"{what}: another write, move or compaction of it has held its lock for over "
-                            f"{self.timeout:g} s (lock {path}); nothing was changed, retry when it is done") from None
-                    time.sleep(delay + random.random() * delay)
-                    delay = min(delay * 2, 0.5)
-            held[key] = 1
+            lock.acquire(blocking=False)
+        except Timeout:
+            _log.info("%s: waiting for another write, move or compaction of it (lock %s)", what, path)
             try:
-                yield
-            finally:
-                del held[key]
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                lock.acquire(timeout=self.timeout)
+            except Timeout:
+                raise LakeStorageError(
+                    f"{what}: another write, move or compaction of it has held its lock for over "
+                    f"{self.timeout:g} s (lock {path}); nothing was changed, retry when it is done") from None
+        held[key] = 1
+        try:
+            yield
         finally:
-            os.close(fd)
+            del held[key]
+            lock.release()
