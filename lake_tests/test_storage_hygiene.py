@@ -450,7 +450,7 @@ class _SetOn(logging.Handler):
 
 
 def test_write_during_a_compaction_of_its_month_waits_for_it_and_wins(lake_settings, versions, monkeypatch, caplog):
-    from lake_resources import lifecycle
+    from lake_resources.lifecycle import compaction
 
     old = versions["old"]["frame"]
     next_day = old.with_columns(pl.col("ts") + pl.duration(days=1, time_unit="ns"))
@@ -461,7 +461,7 @@ def test_write_during_a_compaction_of_its_month_waits_for_it_and_wins(lake_setti
 
     # Compaction paused right after publishing the month file, before removing the daily files.
     paused, resume = threading.Event(), threading.Event()
-    real_step = lifecycle._step
+    real_step = compaction._step
 
     def step(name: str) -> None:
         if name == "compact:after_manifest":
@@ -469,7 +469,7 @@ def test_write_during_a_compaction_of_its_month_waits_for_it_and_wins(lake_setti
             resume.wait(120)
         real_step(name)
 
-    monkeypatch.setattr(lifecycle, "_step", step)
+    monkeypatch.setattr(compaction, "_step", step)  # where compact_month calls it
     waiting = threading.Event()
     caplog.set_level(logging.INFO, logger="lake_resources.storage")
     signal_handler = _SetOn(WAITING, waiting)
