@@ -88,9 +88,10 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from lake_assets.bench_dagster import dagster_backfill
     from lake_resources.bench import cli_bench
 
-    return cli_bench(args)
+    return cli_bench(args, dagster_backfill=dagster_backfill)
 
 
 def cmd_replay(args) -> int:

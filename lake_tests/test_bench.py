@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lake_assets.bench_dagster import dagster_backfill
 from lake_resources import bi5
 from lake_resources.bench import FIGURE_IDS, BenchConfig, cli_bench, render_report, run_bench
 from lake_resources.bench.bars import (
@@ -94,7 +95,7 @@ TINY = BenchConfig(days=2, ticks_per_day=3_000, repeats=1, fast_repeats=1, slow_
 
 @pytest.fixture(scope="module")
 def tiny_figures(tmp_path_factory) -> list:
-    return run_bench(TINY, root=tmp_path_factory.mktemp("bench"))
+    return run_bench(TINY, root=tmp_path_factory.mktemp("bench"), dagster_backfill=dagster_backfill)
 
 
 def test_every_figure_is_measured_with_a_consistent_verdict(tiny_figures):
@@ -147,6 +148,12 @@ def test_cli_bench_prints_the_table_and_writes_json(tmp_path, capsys):
     size = rows[0]
     assert size["baseline"] == 20.0 and size["target"] == "≤ 0.5"
     assert size["met"] == (size["ratio"] <= 0.5)
+
+
+def test_the_dagster_figure_without_the_dagster_layers_runner_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="dagster_backfill figure needs the Dagster layer's backfill runner"):
+        run_bench(TINY, only={"parquet_size", "dagster_backfill"}, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no data was generated
 
 
 def test_unknown_figure_id_is_refused(capsys):

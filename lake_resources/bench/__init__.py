@@ -8,8 +8,9 @@ day to all days (cost per tick should stay flat); ``--quick`` runs small data in
 
 Modules: :mod:`.core` (sizes, timing, rendering), :mod:`.workspace` (the data), one module per
 figure group (:mod:`.codec`, :mod:`.bars`, :mod:`.backtest`, :mod:`.reads`, :mod:`.backfill`),
-:mod:`.pipeline` (the ingest graph as plain calls and through Dagster), :mod:`.peakmem`
-(the peak-memory subprocess).
+:mod:`.pipeline` (the ingest graph as plain calls), :mod:`.peakmem` (the peak-memory subprocess).
+The Dagster side of the backfill figure is handed in (``dagster_backfill``): the library never imports
+the Dagster layer (``lake_assets.bench_dagster`` holds it).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from lake_resources.bench.core import BenchConfig, Figure, header_lines, log, machine_info, render_scaling, render_table
+
+if TYPE_CHECKING:
+    from lake_resources.bench.pipeline import BackfillRunner
 
 __all__ = ["BenchConfig", "Figure", "FIGURE_IDS", "cli_bench", "run_bench", "render_report"]
 
@@ -57,18 +61,24 @@ def parse_only(only: str | None) -> set[str]:
     return wanted
 
 
-def run_bench(config: BenchConfig, only: set[str] | None = None, root: Path | None = None) -> list[Figure]:
-    """Measure the figures in ``only`` (default: all) and return them in table order."""
+def run_bench(config: BenchConfig, only: set[str] | None = None, root: Path | None = None,
+              dagster_backfill: BackfillRunner | None = None) -> list[Figure]:
+    """Measure the figures in ``only`` (default: all) and return them in table order. ``dagster_backfill``
+    (``lake_assets.bench_dagster.dagster_backfill``) is needed for the figure of that name."""
     from lake_resources.bench.workspace import Workspace
 
     wanted = set(FIGURE_IDS) if only is None else set(only)
+    if "dagster_backfill" in wanted and dagster_backfill is None:
+        raise ValueError("the dagster_backfill figure needs the Dagster layer's backfill runner: run it through "
+                         "`lake bench` (or pass lake_assets.bench_dagster.dagster_backfill)")
     workspace = Workspace(config, root)
     figures: list[Figure] = []
     try:
         for name, ids in _group_ids().items():
             chosen = wanted & set(ids)
             if chosen:
-                figures.extend(_group_module(name).run(workspace, chosen))
+                extra = {"dagster_backfill": dagster_backfill} if name == "backfill" else {}
+                figures.extend(_group_module(name).run(workspace, chosen, **extra))
     finally:
         workspace.close()
     order = {fid: i for i, fid in enumerate(FIGURE_IDS)}
@@ -87,12 +97,13 @@ def render_report(config: BenchConfig, figures: list[Figure], machine: dict, ela
     return "\n".join(parts)
 
 
-def cli_bench(args, out: TextIO | None = None, config: BenchConfig | None = None) -> int:
+def cli_bench(args, out: TextIO | None = None, config: BenchConfig | None = None,
+              dagster_backfill: BackfillRunner | None = None) -> int:
     """``lake bench [--quick] [--json FILE] [--only IDS]``; returns the exit status (0 once it ran).
 
     Missed targets are results, not errors: they are shown (and ``met`` is false in the JSON), and
     the status stays 0. A baseline that disagrees with ours raises. ``config`` overrides the sizes
-    (tests run tiny ones).
+    (tests run tiny ones); ``dagster_backfill`` as in ``run_bench``.
     """
     out = out or sys.stdout
     try:
@@ -105,7 +116,7 @@ def cli_bench(args, out: TextIO | None = None, config: BenchConfig | None = None
     machine = machine_info()
     log(f"{config.mode} run: {len(only)} figure(s) on {machine['nproc']} cores ({machine['cpu']})")
     start = time.perf_counter()
-    figures = run_bench(config, only)
+    figures = run_bench(config, only, dagster_backfill=dagster_backfill)
     elapsed = time.perf_counter() - start
     out.write(render_report(config, figures, machine, elapsed) + "\n")
     out.flush()

@@ -12,7 +12,7 @@ import time
 from datetime import date
 
 from lake_resources.bench.core import Figure, Scaling, log, overhead
-from lake_resources.bench.pipeline import dagster_backfill, loop_backfill, stored_digests
+from lake_resources.bench.pipeline import BackfillRunner, loop_backfill, stored_digests
 from lake_resources.bench.workspace import Workspace
 
 IDS = ("dagster_backfill", "peak_memory")
@@ -24,7 +24,8 @@ def _timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
-def _compare_backfills(ws: Workspace, days: list[date], rounds: int, warmup: bool, label: str) -> dict[str, float]:
+def _compare_backfills(ws: Workspace, dagster_backfill: BackfillRunner, days: list[date], rounds: int, warmup: bool,
+                       label: str) -> dict[str, float]:
     """Median seconds of each way over ``rounds`` interleaved rounds, each into a fresh lake."""
     feed = ws.feed_dir
     times: dict[str, list[float]] = {"dagster": [], "loop": []}
@@ -47,13 +48,13 @@ def _compare_backfills(ws: Workspace, days: list[date], rounds: int, warmup: boo
     return {way: statistics.median(values) for way, values in times.items()}
 
 
-def run(ws: Workspace, wanted: set[str]) -> list[Figure]:
+def run(ws: Workspace, wanted: set[str], dagster_backfill: BackfillRunner | None = None) -> list[Figure]:
     cfg = ws.config
     figures: list[Figure] = []
     if "dagster_backfill" in wanted:
         n = ws.tick_count(ws.days)
         log(f"Dagster backfill vs loop: {len(ws.days)} partitions, {n:,} ticks, {cfg.slow_repeats} rounds")
-        t = _compare_backfills(ws, ws.days, cfg.slow_repeats, cfg.warmup, "all")
+        t = _compare_backfills(ws, dagster_backfill, ws.days, cfg.slow_repeats, cfg.warmup, "all")
         fig = overhead(
             "dagster_backfill",
             f"Dagster backfill, {cfg.days} trading days × 1 symbol ({len(ws.days)} day-partitions, {n:,} ticks), "

@@ -1,4 +1,5 @@
-"""The daily ingest graph two ways: through Dagster (a single-run backfill) and as plain calls.
+"""The daily ingest graph as plain calls: the baseline of the Dagster backfill figure (the Dagster side,
+which needs the Dagster layer, is ``lake_assets.bench_dagster.dagster_backfill``, handed in by ``lake bench``).
 
 ``ingest_day`` does for one symbol-day what the assets ``raw_dukascopy`` -> ``ticks`` -> ``bars_1m``
 do, by calling the same library functions the assets call (:mod:`lake_resources.ingest`,
@@ -9,8 +10,7 @@ orchestration costs and nothing else. The benchmark checks they store byte-ident
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 
@@ -23,7 +23,8 @@ from lake_resources.sources.dukascopy import DukascopySource
 from lake_resources.storage import Lake
 from lake_resources.transforms.bars import minute_bars
 
-SELECTION = ("raw_dukascopy", "ticks", "bars_1m")
+#: ``(lake_home, feed_dir, symbol, days) -> None``: a backfill of raw_dukascopy -> ticks -> bars_1m into a fresh lake.
+BackfillRunner = Callable[[Path, Path, str, list[date]], None]
 
 
 def lake_at(home: Path) -> Lake:
@@ -51,41 +52,6 @@ def loop_backfill(lake_home: Path, feed_dir: Path, symbol: str, days: Iterable[d
             good, _ = ingest_day(lake, source, symbol, day)
             ticks += good.height
     return ticks
-
-
-def dagster_backfill(lake_home: Path, feed_dir: Path, symbol: str, days: list[date]) -> None:
-    """Ours: one in-process single-run Dagster backfill of raw_dukascopy -> ticks -> bars_1m."""
-    import dagster as dg
-
-    with warnings.catch_warnings():  # beta/preview notices of the asset definitions: not the benchmark's output
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        from lake_assets.definitions import defs
-    from lake_assets.partitions import date_symbol_partitions
-    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
-
-    symbols = date_symbol_partitions.get_partitions_def_for_dimension("symbol").get_partition_keys()
-    if symbol not in symbols:
-        raise ValueError(f"benchmark symbol {symbol} is not in the configured universe LAKE_SYMBOLS={','.join(symbols)}")
-    lake = LakeResource(home=str(lake_home))
-    resources = {
-        "lake": lake,
-        "io_manager": LakeIOManager(lake=lake),
-        "dukascopy": DukascopyResource(feed="datafeed", url=Path(feed_dir).resolve().as_uri(), lake=lake),
-    }
-    tags = {
-        "dagster/asset_partition_range_start": f"{days[0].isoformat()}|{symbol}",
-        "dagster/asset_partition_range_end": f"{days[-1].isoformat()}|{symbol}",
-    }
-    with dg.DagsterInstance.ephemeral() as instance, warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        result = dg.materialize(
-            list(defs.assets), selection=list(SELECTION), tags=tags, resources=resources, instance=instance,
-            raise_on_error=True, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-    if not result.success:
-        raise RuntimeError(f"Dagster backfill of {symbol} {days[0]}..{days[-1]} failed")
 
 
 def stored_digests(lake_home: Path, symbol: str, days: Iterable[date]) -> dict[tuple[str, str], tuple[int, str]]:
