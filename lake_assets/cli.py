@@ -153,7 +153,6 @@ def cmd_env(args) -> int:
 
 def cmd_generate(args) -> int:
     from lake_resources.generate import generate
-
     from lake_resources.instruments import instrument
     from lake_resources.validation import LakeValidationError, parse_date
 

@@ -403,9 +403,8 @@ class CheckSummary:
 
 def check_summaries(instance, asset_graph, partitions: set[str | None] | None = None) -> list[CheckSummary]:
     """Latest result of every asset check per partition (optionally only ``partitions``)."""
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as S
-
     import dagster as dg
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as S
 
     out = []
     for ck in sorted(asset_graph.asset_check_keys, key=lambda c: (c.asset_key.to_user_string(), c.name)):
@@ -503,7 +502,6 @@ def run_demo(settings, *, days: int = 10, symbols: str = "EURUSD,XAUUSD,AAPL", t
     t0 = time.monotonic()
     quiet_dagster()
     import dagster as dg
-
     from dagster._core.utils import make_new_run_id
 
     from lake_resources.client import LakeClient

@@ -26,8 +26,7 @@ from lake_assets.definitions import defs
 from lake_assets.metadata import dataset_metadata
 from lake_assets.partitions import date_symbol_partitions
 from lake_resources import bi5
-from lake_resources.datasets import dataset_spec
-from lake_resources.datasets import Tier
+from lake_resources.datasets import Tier, dataset_spec
 from lake_resources.generate import generate
 from lake_resources.lifecycle import compact_month, parse_policy
 from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource

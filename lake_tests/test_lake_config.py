@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, timedelta, timezone, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest

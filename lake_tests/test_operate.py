@@ -259,9 +259,9 @@ def test_backfill_is_a_real_dagster_backfill_with_one_run_per_symbol_range(lake_
 def test_backfill_takes_over_when_the_daemon_stops_heart_beating(lake_env, monkeypatch, datafeed_dir):
     """A daemon heart-beats when the backfill starts (so the command leaves the work to it), then stops:
     once its heartbeat is older than the bound, the command runs the iterations itself and finishes."""
-    from dagster._daemon.types import DaemonHeartbeat
-
     import threading
+
+    from dagster._daemon.types import DaemonHeartbeat
 
     monkeypatch.setenv("LAKE_DUKASCOPY_URL", datafeed_dir.as_uri())
     lines: list[str] = []

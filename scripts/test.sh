@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: create/refresh .venv at the repo root, install the project with its
-# test extras, make sure the browser for the UI tests is there, then run the whole suite (real DuckDB
+# test extras, make sure the browser for the UI tests is there, lint with ruff, then run the whole suite (real DuckDB
 # files, a real S3 server, real Dukascopy files, the Dagster UI in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +17,6 @@ if [ ! -x /usr/bin/chromium ]; then
     sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
   fi
 fi
+# Lint first (pyproject.toml [tool.ruff]): a dirty tree fails the run before any test.
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

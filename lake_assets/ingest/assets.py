@@ -9,9 +9,15 @@ from lake_assets.metadata import daily_dataset_asset
 from lake_assets.partitions import split_key
 from lake_resources import ingest
 from lake_resources.calendar import expected_hours
-from lake_resources.instruments import instrument
-from lake_resources.resources import ALLOW_MISSING_KEY, DukascopyResource, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.ingest import RAW_HOURS_SCHEMA
+from lake_resources.instruments import instrument
+from lake_resources.resources import (
+    ALLOW_MISSING_KEY,
+    DukascopyResource,
+    LakeResource,
+    PartitionInputs,
+    PartitionStream,
+)
 from lake_resources.sources.dukascopy import DukascopySource
 
 

@@ -185,7 +185,7 @@ def _scaling(ws: Workspace, prepare, build, label: str) -> Scaling:
     first = ws.days[:1]
     log(f"minute bars ({label}) scaling: 1 vs {len(ws.days)} days")
     one, every = prepare(first), prepare(ws.days)
-    t = median_times({"one": lambda: build(one), "all": lambda: build(every)}, ws.config.repeats,
+    t = median_times({"one": lambda: build(one), "all": lambda: build(every)}, ws.config.repeats,  # noqa: F821 - called before the del
                      warmup=ws.config.warmup, budget=ws.config.budget_seconds)
     del one, every
     n1, nn = ws.tick_count(first), ws.tick_count(ws.days)

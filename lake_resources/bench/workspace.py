@@ -21,8 +21,8 @@ import polars as pl
 from lake_resources.bench.core import BenchConfig, log
 from lake_resources.bench.pipeline import ingest_day, lake_at
 from lake_resources.datasets import dataset_spec
-from lake_resources.ingest import day_partition
 from lake_resources.generate import generate, generate_day_payloads
+from lake_resources.ingest import day_partition
 from lake_resources.instruments import decimal_factor
 from lake_resources.sources.dukascopy import DukascopySource
 from lake_resources.storage import Lake
