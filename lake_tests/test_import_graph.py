@@ -24,7 +24,6 @@ OVERSIZED = {
     "lake_assets/operate.py": 873,
     "lake_assets/research/assets.py": 665,
     "lake_assets/canonical/checks.py": 542,
-    "lake_resources/research/heuristics.py": 524,
 }
 
 
