@@ -303,7 +303,7 @@ def test_storage_errors_name_the_endpoint_but_never_the_keys(tmp_path, own_s3, o
 # ---------------------------------------------------------------------------------------------
 def test_webserver_binds_loopback_unless_told_otherwise(tmp_path, monkeypatch):
     """``lake ui`` starts ``dagster dev -h 127.0.0.1`` by default (``--host`` changes it)."""
-    import lake_assets.operate as operate
+    import lake_assets.operate.ui as operate  # where run_ui starts dagster dev
     from lake_assets.cli import build_parser
 
     commands = []
