@@ -21,7 +21,6 @@ PACKAGES = ("lake_resources", "lake_assets")
 MAX_LINES = 500
 #: Modules over ``MAX_LINES`` today, with their line counts: the list may only shrink.
 OVERSIZED = {
-    "lake_assets/research/assets.py": 665,
     "lake_assets/canonical/checks.py": 542,
 }
 
