@@ -4,8 +4,7 @@
   library), never the other way round, whether at module level or inside a function.
 - No import cycle between modules, counting the imports that run when a module is loaded (module and
   class bodies, not function bodies, not ``if TYPE_CHECKING:`` blocks).
-- No module grows past ``MAX_LINES``; the modules still over it are named with their size today, and may
-  only shrink (split one, then remove it from ``OVERSIZED``).
+- No module of either package is over ``MAX_LINES`` lines.
 """
 
 from __future__ import annotations
@@ -19,10 +18,6 @@ from lake_tests.conftest import REPO_ROOT
 
 PACKAGES = ("lake_resources", "lake_assets")
 MAX_LINES = 500
-#: Modules over ``MAX_LINES`` today, with their line counts: the list may only shrink.
-OVERSIZED = {
-    "lake_assets/canonical/checks.py": 542,
-}
 
 
 def _module_files() -> dict[str, Path]:
@@ -157,12 +152,7 @@ def _line_count(path: Path) -> int:
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_no_module_grows_past_the_size_limit(package):
-    sizes = {str(path.relative_to(REPO_ROOT)): _line_count(path) for name, path in MODULES.items()
-             if name.split(".")[0] == package}
-    over = {path: n for path, n in sizes.items() if n > MAX_LINES and path not in OVERSIZED}
+def test_no_module_is_over_the_size_limit(package):
+    over = {str(path.relative_to(REPO_ROOT)): n for name, path in MODULES.items()
+            if name.split(".")[0] == package and (n := _line_count(path)) > MAX_LINES}
     assert over == {}, f"modules over {MAX_LINES} lines (split them): {over}"
-    grown = {path: (sizes[path], limit) for path, limit in OVERSIZED.items() if path in sizes and sizes[path] > limit}
-    assert grown == {}, f"modules on the oversized list grew (now, listed): {grown}"
-    done = [path for path in OVERSIZED if path.startswith(package + "/") and sizes.get(path, 0) <= MAX_LINES]
-    assert done == [], f"now at most {MAX_LINES} lines (or gone): remove from OVERSIZED: {done}"

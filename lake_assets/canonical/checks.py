@@ -30,7 +30,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
-import pandera.polars as pa
 import polars as pl
 
 # The record Dagster itself builds from an AssetCheckResult, to point a result at the partition's
@@ -40,17 +39,17 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from lake_assets.canonical.assets import bars_1d, bars_1h, bars_1m, bars_5m
+from lake_assets.canonical.raw_schemas import RAW_DUKASCOPY_SCHEMA, RAW_VENDOR_SCHEMA  # (registers them)
 from lake_assets.ingest.assets import raw_dukascopy, ticks
-from lake_assets.ingest.vendor import RAW_VENDOR_STATUSES, headlines, option_greeks, raw_vendor
+from lake_assets.ingest.vendor import headlines, option_greeks, raw_vendor
 from lake_resources import quality
 from lake_resources.calendar import Market, expected_hours, market_of, trading_sessions
 from lake_resources.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
 from lake_resources.instruments import UnknownSymbolError, instrument
 from lake_resources.resources import LakeResource, frame_preview_md, partition_from_key
-from lake_resources.schemas import SCHEMAS, SYMBOL_PATTERN, validate_frame
-from lake_resources.sources.vendor import FEED_KEYS, FEEDS
+from lake_resources.schemas import SCHEMAS, validate_frame
+from lake_resources.sources.vendor import FEED_KEYS
 from lake_resources.storage import Lake, Located, PartitionNotFound
-from lake_resources.transforms.ticks import TS_DTYPE
 
 SCHEMA, TIMESTAMPS, PRICES, OHLC, DUPLICATES, GAPS, ROW_COUNT, CHECKSUM = (
     "schema", "timestamps", "prices", "ohlc", "duplicates", "gaps", "row_count", "checksum",
@@ -84,68 +83,6 @@ CHECK_KINDS: dict[str, CheckKind] = {
                          "(median +/- robust band, from the partition manifests).", ("date", "symbol")),
     CHECKSUM: CheckKind("checksum_matches_manifest", "The stored partition's row count and SHA-256 match its manifest."),
 }
-
-
-# ------------------------------------------------------------------------------------------
-# Schemas of the raw index datasets (the canonical ones are in lake_resources.schemas)
-# ------------------------------------------------------------------------------------------
-def _rule(name: str, expr: pl.Expr, error: str) -> pa.Check:
-    return pa.Check(lambda data: data.lazyframe.select(expr.fill_null(True).alias(name)), name=name, error=error)
-
-
-_SHA256 = pa.Check.str_matches(r"^[0-9a-f]{64}$")
-RAW_DUKASCOPY_SCHEMA = pa.DataFrameSchema(
-    {
-        "ts": pa.Column(TS_DTYPE, nullable=False),
-        "symbol": pa.Column(pl.Utf8, checks=[pa.Check.str_matches(SYMBOL_PATTERN)]),
-        "hour": pa.Column(pl.Int8, checks=[pa.Check.in_range(0, 23)]),
-        "status": pa.Column(pl.Utf8, checks=[pa.Check.isin(["present", "empty", "missing"])]),
-        "bytes": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
-        "sha256": pa.Column(pl.Utf8, checks=[_SHA256], nullable=True),
-        "source": pa.Column(pl.Utf8),
-        # which feed the hour came from; partitions stored before the API feed lack it (= datafeed)
-        "feed": pa.Column(pl.Utf8, checks=[pa.Check.isin(["api", "datafeed"])], required=False),
-    },
-    checks=[
-        _rule("hour_matches_ts", pl.col("ts").dt.hour() == pl.col("hour"), "hour must be the hour of ts"),
-        _rule("present_has_bytes", (pl.col("status") != "present") | (pl.col("bytes") > 0),
-              "a present hour has a non-empty file"),
-        _rule("sha256_unless_missing", (pl.col("status") == "missing") | pl.col("sha256").is_not_null(),
-              "present and empty hours carry the file's SHA-256"),
-    ],
-    strict=True,
-    name="raw_dukascopy",
-)
-RAW_VENDOR_SCHEMA = pa.DataFrameSchema(
-    {
-        "ts": pa.Column(TS_DTYPE, nullable=False),
-        "symbol": pa.Column(pl.Utf8, checks=[pa.Check.str_matches(SYMBOL_PATTERN)]),
-        "vendor": pa.Column(pl.Utf8),
-        "feed": pa.Column(pl.Utf8, checks=[pa.Check.isin(list(FEEDS))]),
-        "pull_id": pa.Column(pl.Utf8),
-        "location": pa.Column(pl.Utf8),
-        "raw_file": pa.Column(pl.Utf8, nullable=True),
-        "bytes": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
-        "stored_bytes": pa.Column(pl.Int64, checks=[pa.Check.ge(0)], nullable=True),
-        "sha256": pa.Column(pl.Utf8, checks=[_SHA256], nullable=True),
-        "status": pa.Column(pl.Utf8, checks=[pa.Check.isin(list(RAW_VENDOR_STATUSES))]),
-        "records": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
-        "quarantined_records": pa.Column(pl.Int64, checks=[pa.Check.ge(0)]),
-        "reason": pa.Column(pl.Utf8, nullable=True),
-    },
-    checks=[
-        _rule("stored_unless_too_large", (pl.col("status") == "too_large") | pl.col("raw_file").is_not_null(),
-              "every pull but a too-large one is kept in the raw zone"),
-        _rule("reason_when_quarantined", (pl.col("status") == "ok") | pl.col("reason").is_not_null(),
-              "a quarantined pull or record says why"),
-    ],
-    strict=True,
-    name="raw_vendor",
-)
-# Registered beside the canonical schemas so validate_frame() knows every dataset; setdefault keeps
-# a definition lake_resources.schemas may add later.
-SCHEMAS.setdefault("raw_dukascopy", RAW_DUKASCOPY_SCHEMA)
-SCHEMAS.setdefault("raw_vendor", RAW_VENDOR_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------
@@ -539,4 +476,5 @@ CHECKS_BY_DATASET: dict[str, dg.AssetChecksDefinition] = {
     )
 }
 
-__all__ = ["CHECKS", "CHECK_KINDS", "CHECKS_BY_DATASET", "build_dataset_checks"]
+__all__ = ["CHECKS", "CHECK_KINDS", "CHECKS_BY_DATASET", "RAW_DUKASCOPY_SCHEMA", "RAW_VENDOR_SCHEMA",
+           "build_dataset_checks"]
