@@ -80,12 +80,32 @@ class ColdOutage:
                 "since then would be missing.")
 
 
-def _key(partition) -> str:
-    return "/".join(v for _, v in partition)
+def _split(spec, partition) -> tuple[str, str]:
+    """(group, rest) of a partition key: grouped by symbol where the layout starts with it, so a
+    listing of some symbols touches only their part of the record."""
+    values = [v for _, v in partition]
+    if spec.partition_by[:1] == ("symbol",):
+        return values[0], "/".join(values[1:])
+    return "*", "/".join(values)
+
+
+def _grouped(spec, daily: Iterable, months: Iterable) -> dict[str, dict]:
+    groups: dict[str, dict] = {}
+    for p in daily:
+        g, rest = _split(spec, p)
+        groups.setdefault(g, {"daily": [], "months": {}})["daily"].append(rest)
+    for m in months:
+        groups.setdefault(m.symbol, {"daily": [], "months": {}})["months"][m.month] = sorted(m.dates)
+    for grp in groups.values():
+        grp["daily"].sort()
+    return groups
 
 
 class ColdRecord:
-    """``{home}/cold_record.json`` (see the module docstring); updates hold ``{home}/locks/cold_record.lock``."""
+    """``{home}/cold_record.json`` (see the module docstring); updates hold ``{home}/locks/cold_record.lock``.
+
+    Per dataset: ``groups`` (per symbol: its daily partitions and the days of each month file),
+    ``listed`` (per symbol, or ``*`` for the whole dataset: when last listed) and ``columns``."""
 
     def __init__(self, home: Path):
         self.path = Path(home) / RECORD_FILE
@@ -109,12 +129,17 @@ class ColdRecord:
 
     def held(self, spec) -> list:
         """Every partition of ``spec`` the record says the cold tier holds (daily or in a month file)."""
-        ds = self.load()["datasets"].get(spec.name, {})
-        keys = set(ds.get("daily", []))
-        for sym_month, days in ds.get("months", {}).items():
-            keys.update(f"{sym_month.split('/')[0]}/{d}" for d in days)
-        return [spec.partition(**dict(zip(spec.partition_by, k.split("/")))) for k in sorted(keys)
-                if len(k.split("/")) == len(spec.partition_by)] if spec.partition_by else ([()] if keys else [])
+        keys: set[str] = set()
+        for g, grp in self.load()["datasets"].get(spec.name, {}).get("groups", {}).items():
+            head = "" if g == "*" else f"{g}/"
+            keys.update(head + rest for rest in grp["daily"])
+            keys.update(head + day for days in grp["months"].values() for day in days)
+        out = []
+        for key in sorted(keys):
+            values = key.split("/") if key else []
+            if len(values) == len(spec.partition_by):
+                out.append(spec.partition(**dict(zip(spec.partition_by, values))))
+        return out
 
     def listed_at(self, spec, symbols: Iterable[str] | None) -> str | None:
         """When the oldest-listed of ``symbols`` (None: all of the dataset) was last listed."""
@@ -130,71 +155,67 @@ class ColdRecord:
 
     # updates ---------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _editing(self) -> Iterator[dict]:
-        """The record, fresh from disk under the lock; written back (atomically) if the body changed it."""
+    def _editing(self, spec) -> Iterator[dict]:
+        """The dataset's entry, fresh from disk under the lock; the record is written back atomically."""
         from lake_resources.storage import write_atomic
 
         self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._cached = None
-            doc = json.loads(json.dumps(self.load()))
-            before = json.dumps(doc, sort_keys=True)
-            yield doc
-            if json.dumps(doc, sort_keys=True) != before:
-                write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
+            doc = self.load()
+            self._cached = None  # the body edits it in place
+            ds = doc["datasets"].setdefault(spec.name, {"listed": {}, "groups": {}, "columns": []})
+            yield ds
+            ds["groups"] = {g: grp for g, grp in ds["groups"].items() if grp["daily"] or grp["months"]}
+            write_atomic(self.path, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
 
-    def _dataset(self, doc: dict, spec) -> dict:
-        return doc["datasets"].setdefault(spec.name, {"listed": {}, "daily": [], "months": {}, "columns": []})
+    @staticmethod
+    def _group(ds: dict, name: str) -> dict:
+        return ds["groups"].setdefault(name, {"daily": [], "months": {}})
 
     def wrote_daily(self, spec, partition, columns: Iterable[str]) -> None:
-        with self._editing() as doc:
-            ds = self._dataset(doc, spec)
-            ds["daily"] = sorted(set(ds["daily"]) | {_key(partition)})
+        g, rest = _split(spec, partition)
+        with self._editing(spec) as ds:
+            grp = self._group(ds, g)
+            grp["daily"] = sorted(set(grp["daily"]) | {rest})
             ds["columns"] = list(columns) or ds["columns"]
 
     def deleted_daily(self, spec, partition) -> None:
-        with self._editing() as doc:
-            ds = self._dataset(doc, spec)
-            ds["daily"] = sorted(set(ds["daily"]) - {_key(partition)})
+        g, rest = _split(spec, partition)
+        with self._editing(spec) as ds:
+            grp = self._group(ds, g)
+            grp["daily"] = [r for r in grp["daily"] if r != rest]
 
     def wrote_month(self, spec, symbol: str, month: str, days: Iterable[str], keep: bool = False) -> None:
         """The month file of ``symbol``/``month`` serves ``days`` (``keep``: besides those it served)."""
-        with self._editing() as doc:
-            months = self._dataset(doc, spec)["months"]
-            old = months.get(f"{symbol}/{month}", []) if keep else []
-            months[f"{symbol}/{month}"] = sorted(set(days) | set(old))
+        with self._editing(spec) as ds:
+            months = self._group(ds, symbol)["months"]
+            months[month] = sorted(set(days) | set(months.get(month, []) if keep else []))
 
     def deleted_month(self, spec, symbol: str, month: str) -> None:
-        with self._editing() as doc:
-            self._dataset(doc, spec)["months"].pop(f"{symbol}/{month}", None)
+        with self._editing(spec) as ds:
+            self._group(ds, symbol)["months"].pop(month, None)
 
     def listed(self, spec, symbols: Iterable[str] | None, daily: Iterable, months: Iterable) -> None:
         """A successful listing of ``symbols`` (None: the whole dataset) found ``daily`` partitions and
         ``months`` (``MonthFile``s): the record of that scope becomes exactly this."""
         whole = symbols is None or spec.partition_by[:1] != ("symbol",)
-        scope = None if whole else set(symbols)
-        found_daily = {_key(p) for p in daily}
-        found_months = {f"{m.symbol}/{m.month}": sorted(m.dates) for m in months}
+        scope = ["*"] if whole else sorted(set(symbols))
+        found = _grouped(spec, daily, months)
         now = time.time()
-
-        def merged(ds: dict) -> tuple[list, dict]:
-            keep = (lambda key: False) if scope is None else (lambda key: key.split("/")[0] not in scope)
-            new_daily = sorted({k for k in ds.get("daily", []) if keep(k)} | found_daily)
-            new_months = {k: v for k, v in ds.get("months", {}).items() if keep(k)} | found_months
-            return new_daily, new_months
-
-        def fresh(ds: dict) -> bool:
-            listed = ds.get("listed", {})
-            names = ["*"] if scope is None else list(scope)
-            stamps = [max(filter(None, (listed.get("*"), listed.get(n))), default=None) for n in names]
-            return all(s and now - datetime.fromisoformat(s).timestamp() < REFRESH_SECONDS for s in stamps)
-
         current = self.load()["datasets"].get(spec.name)
-        if current is not None and fresh(current) and merged(current) == (current["daily"], current["months"]):
-            return  # the read path's common case: no lock, no write
+        if current is not None:
+            groups, listed = current.get("groups", {}), current.get("listed", {})
+            same = groups == found if whole else all(groups.get(s) == found.get(s) for s in scope)
+            stamps = [max(filter(None, (listed.get("*"), listed.get(s))), default=None) for s in scope]
+            if same and all(t and now - datetime.fromisoformat(t).timestamp() < REFRESH_SECONDS for t in stamps):
+                return  # the read path's common case: no lock, no write
         stamp = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
-        with self._editing() as doc:
-            ds = self._dataset(doc, spec)
-            ds["daily"], ds["months"] = merged(ds)
-            ds["listed"] = {"*": stamp} if scope is None else ds["listed"] | {s: stamp for s in scope}
+        with self._editing(spec) as ds:
+            if whole:
+                ds["groups"], ds["listed"] = found, {"*": stamp}
+            else:
+                for s in scope:
+                    ds["groups"][s] = found.get(s, {"daily": [], "months": {}})
+                ds["listed"] |= {s: stamp for s in scope}
