@@ -58,6 +58,22 @@ def s3_down(own_s3):
             own_s3.start()
 
 
+@pytest.fixture
+def s3_down_later(own_s3):
+    """A context manager stopping the suite's own S3 server inside a test (started again on exit)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def down():
+        own_s3.stop()
+        try:
+            yield own_s3
+        finally:
+            own_s3.start()
+
+    return down
+
+
 def test_s3_down_warm_only_read_answers_with_a_warning_and_a_cold_read_fails_naming_it(outage_lake, s3_down):
     """S3 server stopped: ``LakeClient.read`` and ``lake sql`` over warm-only bars_1m answer from warm
     with a warning naming the endpoint and the age of the cold record; a read or query that needs the
@@ -139,3 +155,19 @@ def test_after_s3_returns_the_live_listing_wins_and_refreshes_the_cold_record(ou
             read()
     finally:
         own_s3.start()
+
+
+def test_s3_down_a_day_compacted_into_a_cold_month_file_is_still_known_to_be_needed(outage_lake, s3_down_later):
+    """The XAUUSD day compacted into its cold month file (its daily file removed): with the S3 server
+    stopped, a read of that day fails naming it, and a read of EURUSD still answers from warm."""
+    from lake_resources.lifecycle import compact_month
+
+    lake = Lake(outage_lake["settings"])
+    result = compact_month(lake, "bars_1m", "XAUUSD", "2019-02")
+    assert not lake.cold.exists(BARS, XAU_DAY) and lake.month_holding(BARS, XAU_DAY) is not None, result
+    with s3_down_later():
+        client = LakeClient(lake=Lake(outage_lake["settings"]))
+        with pytest.raises(ColdTierUnreachable, match="symbol=XAUUSD, date=2019-02-01"):
+            client.read("bars_1m", symbols="XAUUSD", start="2019-02-01", end="2019-02-01")
+        with pytest.warns(ColdTierUnreachableWarning):
+            assert client.read("bars_1m", symbols="EURUSD").height == outage_lake["bars"].height
