@@ -61,16 +61,22 @@ def cmd_sql(args) -> int:
 
 
 def _sql_frame(client, args):
-    """``lake sql``'s result; partitions skipped by ``--skip-damaged`` are named, one line each."""
+    """``lake sql``'s result; partitions skipped by ``--skip-damaged`` are named, one line each, and so
+    is an unreachable S3 cold tier the query did without."""
     import warnings
 
     from lake_resources.damage import DamagedPartitionWarning
+    from lake_resources.storage import ColdTierUnreachableWarning
 
+    shown = (DamagedPartitionWarning, ColdTierUnreachableWarning)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DamagedPartitionWarning)
+        warnings.simplefilter("always", ColdTierUnreachableWarning)
         df = client.sql(args.query, skip_damaged=args.skip_damaged)
+    said: set[str] = set()
     for w in caught:
-        if issubclass(w.category, DamagedPartitionWarning):
+        if issubclass(w.category, shown) and str(w.message) not in said:
+            said.add(str(w.message))
             print(f"lake sql: warning: {w.message}", file=sys.stderr)
     return df
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import duckdb
@@ -22,7 +24,14 @@ from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.sql_help import datasets_table, is_show_tables, with_dataset_hint
 from lake_resources.sqlsafe import check_read_only, lock_down, sql_path
-from lake_resources.storage import Lake, Located, cast_to_schema
+from lake_resources.storage import (
+    ColdOutage,
+    ColdTierUnreachable,
+    ColdTierUnreachableWarning,
+    Lake,
+    Located,
+    cast_to_schema,
+)
 from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
 TimeLike = str | date | datetime
@@ -198,7 +207,8 @@ class LakeClient:
     # SQL ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def duckdb(self, datasets: Iterable[str] | None = None, *, exclude: Iterable[Damage] = (),
-               tripwires: Iterable[Damage] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+               tripwires: Iterable[Damage] = (),
+               cold_outages: list[ColdOutage] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """The read-only session ``lake sql`` runs on: one temporary view per dataset spanning all tiers.
 
         An in-memory DuckDB with the warm file attached read-only as ``warm`` (the default catalogue),
@@ -207,14 +217,21 @@ class LakeClient:
         reaches another connection of this process. Statements are checked by ``sql``, not here:
         user SQL goes through ``sql``. ``exclude``: damaged partitions the views leave out;
         ``tripwires``: of those, the ones whose rows fail a query that needs them (see ``_tripwire_sql``).
+        With the S3 cold tier down, the views come from hot and warm, and the partitions the lake's cold
+        record says only cold holds become tripwires too (``_cold_tripwire_sql``); each outage is
+        appended to ``cold_outages`` (given: no warning here) or warned about.
         """
         warm_exists = self.lake.warm.path.exists()
         skip = {(d.dataset, d.partition, d.tier) for d in exclude}
         # All catalogue lookups first: they open the warm file themselves (see read()).
         names = DATASETS if datasets is None else [dataset_spec(d).name for d in datasets]
         trips = list(tripwires)
-        views = {name: self._view_sql(dataset_spec(name), warm_exists, skip, [d for d in trips if d.dataset == name])
+        outages = [] if cold_outages is None else cold_outages
+        views = {name: self._view_sql(dataset_spec(name), warm_exists, skip, [d for d in trips if d.dataset == name],
+                                      outages)
                  for name in names}
+        if cold_outages is None:
+            warn_cold_outages(outages)
         with contextlib.closing(duckdb.connect()) as con:
             con.execute("SET TimeZone = 'UTC'")
             if warm_exists:
@@ -231,8 +248,12 @@ class LakeClient:
             yield con
 
     def _view_sql(self, spec: DatasetSpec, warm_exists: bool, skip: set = frozenset(),
-                  tripwires: Sequence[Damage] = ()) -> str | None:
-        located = [l for l in self.lake.locate(spec) if (spec.name, l.partition, l.tier.value) not in skip]
+                  tripwires: Sequence[Damage] = (), cold_outages: list[ColdOutage] | None = None) -> str | None:
+        outages: list[ColdOutage] = []
+        located = [l for l in self.lake.locate(spec, cold_outages=outages)
+                   if (spec.name, l.partition, l.tier.value) not in skip]
+        if cold_outages is not None:
+            cold_outages.extend(outages)
         parts: list[str] = []
         for t in (Tier.HOT, Tier.COLD):
             store = self.lake.tier(t)
@@ -260,6 +281,7 @@ class LakeClient:
                 if warm_parts or where:
                     parts.append(f'SELECT * FROM warm."{spec.name}"{where}')
         parts += [self._tripwire_sql(spec, d) for d in tripwires]
+        parts += [self._cold_tripwire_sql(spec, o, located) for outage in outages for o in _by_symbol(outage)]
         if not parts:
             return None
         return " UNION ALL BY NAME ".join(parts)
@@ -275,6 +297,20 @@ class LakeClient:
         cols = [f"'{_sql_str(fields['symbol'])}' AS \"symbol\""]
         cols += [f'{raise_it} AS "{c}"' for c in self._schema_of(spec, damage) if c != "symbol"]
         return f"SELECT {', '.join(cols)} FROM range(1) WHERE {raise_it} IS NULL"
+
+    def _cold_tripwire_sql(self, spec: DatasetSpec, outage: ColdOutage, located: list[Located]) -> str:
+        """Like ``_tripwire_sql``, for the cold partitions of one symbol while the cold tier is down: a
+        query filtered to other symbols prunes the branch; one that needs them fails with
+        ``outage.error()`` (``sql`` turns it into ``ColdTierUnreachable``)."""
+        raise_it = f"error('{_sql_str(COLD_TRIPWIRE + outage.error())}')"
+        columns = self.lake.cold.record.columns(spec) if self.lake.cold.record is not None else []
+        if not columns:  # never written from here: the columns of a copy in hot or warm, if any
+            columns = next((self._schema_of(spec, Damage(spec.name, l.partition, l.tier.value, "", ""))
+                            for l in located if l.tier is not Tier.COLD), [])
+        symbol = dict(outage.needed[0]).get("symbol") if outage.needed else None
+        cols = [f"'{_sql_str(symbol)}' AS \"symbol\""] if symbol else []
+        cols += [f'{raise_it} AS "{c}"' for c in columns if not (symbol and c == "symbol")]
+        return f"SELECT {', '.join(cols) or raise_it + ' AS _cold'} FROM range(1) WHERE {raise_it} IS NULL"
 
     def _schema_of(self, spec: DatasetSpec, damage: Damage) -> list[str]:
         manifest = self.lake.manifest(spec, damage.partition, damage.tier) if damage.partition else None
@@ -308,7 +344,10 @@ class LakeClient:
         except duckdb.Error as exc:
             if isinstance(exc, (duckdb.PermissionException, duckdb.ParserException, duckdb.BinderException)):
                 raise
-            damaged = [d for name in named for d in quick_check(self.lake, dataset_spec(name), self.lake.locate(name))]
+            if COLD_TRIPWIRE in str(exc):  # the query needs partitions only the unreachable cold tier holds
+                raise ColdTierUnreachable(str(exc).split(COLD_TRIPWIRE, 1)[1].strip()) from None
+            damaged = [d for name in named for d in quick_check(self.lake, dataset_spec(name),
+                                                                self.lake.locate(name, cold_outages=[]))]
             if not damaged:
                 raise
             first = exc
@@ -329,9 +368,12 @@ class LakeClient:
 
     def _run_sql(self, named: list[str], query: str, params: Sequence | None, exclude: Iterable[Damage] = (),
                  tripwires: Iterable[Damage] = ()) -> pl.DataFrame:
-        with self.duckdb(named, exclude=exclude, tripwires=tripwires) as con:
+        outages: list[ColdOutage] = []
+        with self.duckdb(named, exclude=exclude, tripwires=tripwires, cold_outages=outages) as con:
             try:
-                return con.execute(query, params or []).pl()
+                result = con.execute(query, params or []).pl()
+                warn_cold_outages(outages)  # answered: it needed no partition only cold holds
+                return result
             except duckdb.CatalogException as exc:
                 empty = [d for d in named if not con.execute(
                     "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [d]).fetchone()[0]]
@@ -339,6 +381,23 @@ class LakeClient:
                     f"{with_dataset_hint(str(exc))}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
                     + (f"\nNo partitions stored yet for: {', '.join(empty)}" if empty else "")
                 ) from None
+
+
+#: Marks the error a cold tripwire raises, so ``sql`` can tell it from any other DuckDB error.
+COLD_TRIPWIRE = "[lake: cold tier unreachable] "
+
+
+def warn_cold_outages(outages: Iterable[ColdOutage]) -> None:
+    for outage in outages:
+        warnings.warn(outage.warning(), ColdTierUnreachableWarning, stacklevel=3)
+
+
+def _by_symbol(outage: ColdOutage) -> list[ColdOutage]:
+    """One outage per symbol of its needed partitions (each becomes a tripwire its symbol filter prunes)."""
+    groups: dict[str | None, list] = {}
+    for p in outage.needed:
+        groups.setdefault(dict(p).get("symbol"), []).append(p)
+    return [replace(outage, needed=ps) for ps in groups.values()]
 
 
 def partition_key_sql(spec: DatasetSpec) -> str:

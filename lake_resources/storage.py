@@ -35,6 +35,7 @@ import re
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import field as dataclass_field
@@ -46,6 +47,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lake_resources.cold_record import ColdOutage, ColdRecord, unreachable_reason
 from lake_resources.datasets import (
     DATASETS,
     DATE_SYMBOL,
@@ -89,6 +91,14 @@ MAX_PROBED_PARTITIONS = 2048
 
 class LakeStorageError(RuntimeError):
     """A storage operation failed; the message says which tier, dataset and partition."""
+
+
+class ColdTierUnreachable(LakeStorageError):
+    """The S3 cold tier is down and a read needs partitions only it holds (``ColdOutage.error``)."""
+
+
+class ColdTierUnreachableWarning(UserWarning):
+    """A read answered from hot and warm while the S3 cold tier was down (``ColdOutage.warning``)."""
 
 
 class PartitionNotFound(LakeStorageError):
@@ -503,6 +513,7 @@ class ParquetTier:
         self.fs = fs
         self.storage_options = storage_options
         self.label = label or f"{tier.value} tier ({self.root})"
+        self.record = None  # the S3 cold tier's ColdRecord (cold_record.py), kept by every change made here
 
     # paths -------------------------------------------------------------------
     def dir_of(self, spec: DatasetSpec, partition: Partition) -> str:
@@ -541,6 +552,8 @@ class ParquetTier:
         manifest_path = f"{self.dir_of(spec, partition)}/{MANIFEST_FILE}"
         manifest = info.as_dict() | {"schema": _schema_json(df)}
         previous = self.manifest(spec, partition)
+        if self.record is not None:  # before the upload: the record may over-claim, never miss a copy
+            self.record.wrote_daily(spec, partition, df.columns)
         # The manifest goes first and names both versions, so a crash before, between or after the
         # data swap always leaves data that matches an entry of its manifest.
         staged = manifest | {"superseded": [_manifest_entry(previous)]} if previous else manifest
@@ -741,7 +754,12 @@ class ParquetTier:
         return uri
 
     def write_month_manifest(self, spec: DatasetSpec, symbol: str, month: str, manifest: dict) -> MonthFile:
+        days = sorted(manifest.get("dates", {}))
+        if self.record is not None:  # the days of either version, until the new manifest is in place
+            self.record.wrote_month(spec, symbol, month, days, keep=True)
         self._put_atomic(f"{self.month_dir(spec, symbol, month)}/{MANIFEST_FILE}", json.dumps(manifest, indent=1).encode())
+        if self.record is not None:
+            self.record.wrote_month(spec, symbol, month, days)
         return MonthFile(spec.name, symbol, month, self.month_uri(spec, symbol, month), manifest)
 
     def read_month_bytes(self, month_file: MonthFile) -> bytes:
@@ -780,6 +798,8 @@ class ParquetTier:
         """Data first (a manifest without data serves nothing), then the manifest."""
         directory = self.month_dir(spec, symbol, month)
         self._remove_files(spec, directory)
+        if self.record is not None:
+            self.record.deleted_month(spec, symbol, month)
 
     def _find_data_files(self, prefix: str) -> Iterator[str]:
         if self.is_local:
@@ -800,6 +820,8 @@ class ParquetTier:
     def delete(self, spec: DatasetSpec, partition: Partition) -> None:
         """Remove a partition: data first (so it disappears at once), then its manifest."""
         self._remove_files(spec, self.dir_of(spec, partition))
+        if self.record is not None:
+            self.record.deleted_daily(spec, partition)
 
     def _remove_files(self, spec: DatasetSpec, directory: str) -> None:
         for name in (DATA_FILE, MANIFEST_FILE):
@@ -1172,6 +1194,7 @@ class Lake:
                                     else polars_storage_options(settings),
                                     label=f"cold tier ({settings.cold_root} at {settings.s3_endpoint})")
             self.raw = ParquetTier(Tier.COLD, settings.raw_root, fs=fs, label=f"raw zone ({settings.raw_root} at {settings.s3_endpoint})")
+            self.cold.record = ColdRecord(settings.home_abs)
         else:
             self.cold = ParquetTier(Tier.COLD, settings.cold_root)
             self.raw = ParquetTier(Tier.COLD, settings.raw_root, label=f"raw zone ({settings.raw_root})")
@@ -1210,14 +1233,17 @@ class Lake:
     def _leftover_stores(self) -> tuple[ParquetTier | LocalArea, ...]:
         return (self.hot, self.cold, self.raw, self.download_cache, self.landing)
 
-    def find_temp_files(self, min_age_seconds: float = TEMP_FILE_MIN_AGE_SECONDS, now: float | None = None) -> TempSweep:
+    def find_temp_files(self, min_age_seconds: float = TEMP_FILE_MIN_AGE_SECONDS, now: float | None = None,
+                        local_only: bool = False) -> TempSweep:
         """Leftovers of interrupted writes in the hot and cold tiers, the raw zone, the download cache
-        and the local landing area, stale or fresh."""
+        and the local landing area, stale or fresh (``local_only``: not those on S3, e.g. while it is down)."""
         if min_age_seconds < 0:
             raise LakeValidationError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
         found = TempSweep(min_age_seconds)
         seen: set[str] = set()  # LAKE_LANDING may be set inside another area: count each leftover once
         for store in self._leftover_stores():
+            if local_only and not getattr(store, "is_local", True):
+                continue
             for temp in store.temp_files(now):
                 if temp.uri not in seen:
                     seen.add(temp.uri)
@@ -1309,31 +1335,52 @@ class Lake:
     # catalogue ----------------------------------------------------------------
     def locate(self, dataset: str | DatasetSpec, symbols: Iterable[str] | None = None,
                start: date | None = None, end: date | None = None,
-               tier: Tier | str | None = None) -> list[Located]:
+               tier: Tier | str | None = None, *, cold_outages: list[ColdOutage] | None = None) -> list[Located]:
         """Each partition once, in the fastest tier that holds it, pruned by symbol and date range.
 
-        In the cold tier a daily file shadows the month file's copy of the same day."""
+        In the cold tier a daily file shadows the month file's copy of the same day. When the S3 cold
+        tier is unreachable, the lake's ``ColdRecord`` plans the read: partitions it says only cold
+        holds raise ``ColdTierUnreachable`` naming them; with none, hot and warm answer with a
+        ``ColdTierUnreachableWarning``. A caller passing ``cold_outages`` gets the ``ColdOutage``
+        appended instead (no error, no warning) and deals with it (``LakeClient.sql``'s tripwires)."""
         spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
         symbols = list(symbols) if symbols is not None else None
         tiers = [Tier.parse(tier)] if tier is not None else list(TIER_PREFERENCE)
         chosen: dict[Partition, tuple[Tier, str | None]] = {}
 
-        def consider(p: Partition, t: Tier, month: str | None) -> None:
-            if p in chosen:
-                return
+        def wanted(p: Partition) -> bool:
             fields = dict(p)
             if "date" in fields:
                 d = date.fromisoformat(fields["date"])
                 if (start and d < start) or (end and d > end):
-                    return
-            if symbols is not None and "symbol" in fields and fields["symbol"] not in symbols:
-                return
-            chosen[p] = (t, month)
+                    return False
+            return symbols is None or "symbol" not in fields or fields["symbol"] in symbols
+
+        def consider(p: Partition, t: Tier, month: str | None) -> None:
+            if p not in chosen and wanted(p):
+                chosen[p] = (t, month)
 
         days = (start, end) if start is not None and end is not None else None
         for t in tiers:
             if t is Tier.COLD:
-                daily, months = self.cold.catalogue(spec, symbols, days)
+                try:
+                    daily, months = self.cold.catalogue(spec, symbols, days)
+                except Exception as exc:
+                    reason = unreachable_reason(exc) if self.cold.record is not None and tier is None else None
+                    if reason is None:
+                        raise
+                    record = self.cold.record
+                    outage = ColdOutage(spec.name, self.cold.label, reason, record.listed_at(spec, symbols),
+                                        [p for p in record.held(spec) if wanted(p) and p not in chosen])
+                    if cold_outages is not None:
+                        cold_outages.append(outage)
+                    elif outage.needed:
+                        raise ColdTierUnreachable(outage.error()) from exc
+                    else:
+                        warnings.warn(outage.warning(), ColdTierUnreachableWarning, stacklevel=3)
+                    continue
+                if self.cold.record is not None:  # a live listing is the truth: the record follows it
+                    self.cold.record.listed(spec, symbols, daily, months)
                 for p in daily:
                     consider(p, t, None)
                 for month_file in months:
