@@ -1,0 +1,128 @@
+"""``LakeClient(url=..., token=...)``: the read API of ``LakeClient`` over a ``lake serve`` server.
+
+The same ``read``/``partitions``/``sql``/``datasets`` calls and return types (polars frames, ``Located``
+partitions), so a notebook runs unchanged against a local or a remote lake. Rows travel as an Arrow IPC
+stream, read batch by batch; errors come back as ``LakeValidationError`` (a 4xx) or ``LakeServerError``
+with the server's one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+import polars as pl
+import pyarrow as pa
+import requests
+
+from lake_resources.datasets import Tier, dataset_spec, parse_partition_path
+from lake_resources.storage import Located, LakeStorageError
+from lake_resources.validation import LakeValidationError
+
+TimeLike = str | date | datetime
+
+
+class LakeServerError(LakeStorageError):
+    """The server failed (a 5xx) or could not be reached; the message is the server's or the network's."""
+
+
+def _time(value: TimeLike | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+
+
+def _list(values: str | Iterable[str] | None) -> str | None:
+    if values is None:
+        return None
+    return values if isinstance(values, str) else ",".join(values)
+
+
+class _ResponseFile:
+    """A file-like view of a streamed HTTP body for pyarrow (read in pieces, never whole)."""
+
+    def __init__(self, response: requests.Response):
+        self._raw = response.raw
+        self._raw.decode_content = True
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        return self._raw.read(None if n is None or n < 0 else n)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RemoteLakeClient:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 300.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def __repr__(self) -> str:  # never the token
+        return f"LakeClient(url={self.url!r})"
+
+    def _request(self, method: str, path: str, *, stream: bool = False, **kwargs) -> requests.Response:
+        try:
+            response = self._session.request(method, self.url + path, stream=stream, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise LakeServerError(f"lake server {self.url}: unreachable ({type(exc).__name__}: {exc})") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error") or response.text
+            except ValueError:
+                message = response.text[:300]
+            response.close()
+            text = f"lake server {self.url}: {response.status_code}: {message}"
+            if response.status_code < 500:
+                raise LakeValidationError(text)
+            raise LakeServerError(text)
+        return response
+
+    # discovery -------------------------------------------------------------------------
+    def datasets(self) -> list[str]:
+        return [d["name"] for d in self._request("GET", "/datasets").json()["datasets"]]
+
+    def partitions(self, dataset: str, *, symbols: Iterable[str] | None = None, start: TimeLike | None = None,
+                   end: TimeLike | None = None, tier: str | None = None, as_of: TimeLike | None = None) -> list[Located]:
+        spec = dataset_spec(dataset)
+        params = {"symbols": _list(symbols), "start": _time(start), "end": _time(end), "tier": tier, "as_of": _time(as_of)}
+        body = self._request("GET", f"/datasets/{spec.name}/partitions", params=params).json()
+        return [Located(parse_partition_path(spec, p["partition"]) if spec.partition_by else (), Tier(p["tier"]), p["month"])
+                for p in body["partitions"]]
+
+    # reads -------------------------------------------------------------------------------
+    def read(self, dataset: str, *, symbols: str | Iterable[str] | None = None, start: TimeLike | None = None,
+             end: TimeLike | None = None, columns: Sequence[str] | None = None, tier: str | None = None,
+             lazy: bool = False, on_damage: str = "raise", where: str | None = None,
+             as_of: TimeLike | None = None) -> pl.DataFrame | pl.LazyFrame:
+        """As ``LakeClient.read``, over the network (``on_damage="skip"`` is not offered remotely:
+        the server answers a read over damaged partitions with an error naming them)."""
+        if on_damage != "raise":
+            raise LakeValidationError("on_damage='skip' is not available over the network; read the partitions "
+                                      "you need, or ask the lake's operator to repair the damaged ones")
+        params = {"symbols": _list(symbols), "start": _time(start), "end": _time(end),
+                  "columns": _list(columns), "tier": tier, "where": where, "format": "arrow", "as_of": _time(as_of)}
+        response = self._request("GET", f"/datasets/{dataset}/rows", params=params, stream=True)
+        try:
+            reader = pa.ipc.open_stream(_ResponseFile(response))
+            table = reader.read_all()
+        except (pa.ArrowInvalid, requests.RequestException, OSError) as exc:
+            raise LakeServerError(f"lake server {self.url}: the row stream broke off ({exc})") from None
+        finally:
+            response.close()
+        df = pl.from_arrow(table) if table.num_columns else pl.DataFrame()
+        return df.lazy() if lazy else df
+
+    def sql(self, query: str, params: Sequence | None = None, *, limit: int = 1_000_000,
+            timeout: float = 300.0) -> pl.DataFrame:
+        body = {"query": query, "params": list(params) if params else None, "limit": limit, "timeout": timeout,
+                "format": "arrow"}
+        response = self._request("POST", "/sql", json=body, stream=True)
+        try:
+            table = pa.ipc.open_stream(_ResponseFile(response)).read_all()
+        finally:
+            response.close()
+        return pl.from_arrow(table) if table.num_columns else pl.DataFrame()

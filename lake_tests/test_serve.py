@@ -1,0 +1,355 @@
+"""``lake serve`` end to end: a real uvicorn server on a free loopback port over a real lake (the real
+EURUSD fixture day in the hot tier, a shifted copy in the cold tier, minute bars in the warm tier)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import polars as pl
+import pytest
+import requests
+
+READ_TOKEN = "reader-token-0123456789abcdef"
+SQL_TOKEN = "analyst-token-fedcba9876543210"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, day_ticks, bars_1m):
+    import uvicorn
+
+    from lake_resources.client import LakeClient
+    from lake_resources.serve.app import create_app
+    from lake_resources.serve.auth import TokenStore
+    from lake_resources.settings import LakeSettings
+    from lake_resources.storage import Lake
+
+    settings = LakeSettings(home=tmp_path_factory.mktemp("serve") / "lake", symbols=("EURUSD", "XAUUSD", "AAPL"))
+    lake = Lake(settings)
+    spec_days = [("2019-02-04", 0, "hot"), ("2019-02-05", 1, "cold"), ("2019-02-06", 2, "hot")]
+    for day, shift, tier in spec_days:
+        ticks = day_ticks.with_columns((pl.col("ts") + pl.duration(days=shift)).cast(day_ticks.schema["ts"]))
+        lake.write("ticks", (("symbol", "EURUSD"), ("date", day)), ticks, tier=tier)
+        bars = bars_1m.with_columns((pl.col("ts") + pl.duration(days=shift)).cast(bars_1m.schema["ts"]))
+        lake.write("bars_1m", (("symbol", "EURUSD"), ("date", day)), bars)
+    # generated data: a second symbol, with a different price level
+    xau = day_ticks.with_columns(pl.lit("XAUUSD").alias("symbol"), pl.col("bid") * 1100, pl.col("ask") * 1100)
+    lake.write("ticks", (("symbol", "XAUUSD"), ("date", "2019-02-04")), xau)
+
+    handler = _Records()
+    log = logging.getLogger("lake.serve")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    tokens = TokenStore.load(env={"LAKE_SERVE_TOKENS": f"alice:read:{READ_TOKEN},bob:sql:{SQL_TOKEN}"})
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, tokens), host="127.0.0.1", port=port,
+                                           access_log=False, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield {"url": url, "local": LakeClient(settings), "settings": settings, "log": handler}
+    server.should_exit = True
+    thread.join(10)
+    log.removeHandler(handler)
+
+
+def _get(served, path, token=READ_TOKEN, **params):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(served["url"] + path, params=params, headers=headers, timeout=60)
+
+
+def _remote(served, token=READ_TOKEN):
+    from lake_resources.client import LakeClient
+
+    return LakeClient(url=served["url"], token=token)
+
+
+# -- every endpoint against the local client -------------------------------------------------------
+def test_health_and_docs(served):
+    assert _get(served, "/health", token=None).json()["status"] == "ok"
+    assert _get(served, "/docs", token=None).status_code == 200
+    assert "/datasets/{name}/rows" in _get(served, "/openapi.json", token=None).json()["paths"]
+
+
+def test_datasets_lists_tiers_schema_and_counts(served):
+    body = _get(served, "/datasets").json()
+    ticks = next(d for d in body["datasets"] if d["name"] == "ticks")
+    assert ticks["partitions"] == 4 and ticks["partition_by"] == ["symbol", "date"]
+    assert ticks["rows"] == 4 * 136_741
+    assert ticks["tiers"] == {"hot": {"partitions": 3, "rows": 3 * 136_741}, "cold": {"partitions": 1, "rows": 136_741}}
+    assert {"ts", "bid", "ask"} <= set(ticks["schema"])
+    assert _get(served, "/datasets/bars_1m").json()["tiers"]["warm"]["partitions"] == 3
+
+
+def test_partitions_match_local(served):
+    body = _get(served, "/datasets/ticks/partitions", symbols="EURUSD", start="2019-02-04", end="2019-02-05").json()
+    local = served["local"].partitions("ticks", symbols=["EURUSD"], start="2019-02-04", end="2019-02-05")
+    assert [(p["partition"], p["tier"]) for p in body["partitions"]] == [
+        ("symbol=EURUSD/date=2019-02-04", "hot"), ("symbol=EURUSD/date=2019-02-05", "cold")]
+    assert len(local) == 2 and all(p["rows"] == 136_741 and len(p["sha256"]) == 64 for p in body["partitions"])
+    assert _remote(served).partitions("ticks", symbols="EURUSD", start="2019-02-04", end="2019-02-05") == local
+
+
+def test_coverage_days_and_hours(served):
+    body = _get(served, "/datasets/ticks/coverage", symbol="EURUSD", start="2019-02-03", end="2019-02-08").json()
+    assert [(d["date"], d["status"]) for d in body["days"]] == [
+        ("2019-02-03", "missing"), ("2019-02-04", "present"), ("2019-02-05", "present"), ("2019-02-06", "present"),
+        ("2019-02-07", "missing"), ("2019-02-08", "missing")]
+    assert body["missing_intervals"] == [
+        {"start": "2019-02-03T00:00:00+00:00", "end": "2019-02-04T00:00:00+00:00"},
+        {"start": "2019-02-07T00:00:00+00:00", "end": "2019-02-09T00:00:00+00:00"}]
+    hours = _get(served, "/datasets/ticks/coverage", symbol="EURUSD", start="2019-02-04", end="2019-02-04",
+                 granularity="hour").json()["hours"]
+    assert len(hours) == 24 and all(h["status"] == "present" for h in hours)
+    assert sum(h["rows"] for h in hours) == 136_741
+
+
+READS = [
+    dict(dataset="ticks", symbols=["EURUSD"], start="2019-02-04", end="2019-02-06"),  # hot, cold, hot
+    dict(dataset="ticks", symbols=["EURUSD", "XAUUSD"], start="2019-02-04T10:00:00", end="2019-02-04T11:00:00",
+         columns=["ts", "symbol", "bid"]),
+    dict(dataset="bars_1m", symbols=["EURUSD"], start="2019-02-04", end="2019-02-05"),  # warm
+]
+
+
+@pytest.mark.parametrize("case", READS, ids=["ticks-3-tiers", "ticks-hour-2-symbols", "bars-warm"])
+def test_remote_read_equals_local(served, case):
+    kwargs = {k: v for k, v in case.items() if k != "dataset"}
+    local = served["local"].read(case["dataset"], **kwargs)
+    remote = _remote(served).read(case["dataset"], **kwargs)
+    assert remote.schema == local.schema
+    assert remote.equals(local)
+    assert remote.height > 0
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet", "json", "csv"])
+def test_every_format_same_rows(served, fmt):
+    local = served["local"].read("bars_1m", symbols="EURUSD", start="2019-02-04", end="2019-02-05",
+                                 columns=["ts", "symbol", "close", "tick_count"])
+    r = _get(served, "/datasets/bars_1m/rows", symbols="EURUSD", start="2019-02-04", end="2019-02-05",
+             columns="ts,symbol,close,tick_count", format=fmt)
+    assert r.status_code == 200, r.text
+    data = io.BytesIO(r.content)
+    if fmt == "arrow":
+        got = pl.read_ipc_stream(data)
+    elif fmt == "parquet":
+        got = pl.read_parquet(data)
+    elif fmt == "json":
+        got = pl.read_ndjson(data, schema=local.schema)
+    else:
+        got = pl.read_csv(data, schema=local.schema)
+    assert got.equals(local)
+
+
+def test_where_filter_matches_local_filter(served):
+    local = served["local"].read("ticks", symbols="EURUSD", start="2019-02-04", end="2019-02-04")
+    expected = local.filter((pl.col("bid") > 1.1440) & (pl.col("ask_volume") >= 1.0))
+    got = _remote(served).read("ticks", symbols="EURUSD", start="2019-02-04", end="2019-02-04",
+                               where="bid > 1.1440 and ask_volume >= 1")
+    assert 0 < got.height < local.height and got.equals(expected)
+
+
+def test_cursor_pages_lose_and_repeat_nothing(served):
+    local = served["local"].read("ticks", symbols=["EURUSD", "XAUUSD"], start="2019-02-04", end="2019-02-06",
+                                 columns=["ts", "symbol", "bid"])
+    pages, cursor = [], None
+    while True:
+        params = dict(symbols="EURUSD,XAUUSD", start="2019-02-04", end="2019-02-06", columns="ts,symbol,bid",
+                      limit=100_000)
+        if cursor:
+            params["cursor"] = cursor
+        r = _get(served, "/datasets/ticks/rows", **params)
+        assert r.status_code == 200, r.text
+        pages.append(pl.read_ipc_stream(io.BytesIO(r.content)))
+        cursor = r.headers.get("X-Lake-Next-Cursor")
+        if not cursor:
+            break
+        assert len(pages) < 20
+    assert [p.height for p in pages[:-1]] == [100_000] * (len(pages) - 1)
+    assert pl.concat(pages).equals(local)  # same rows, same order: none lost, none repeated
+    bad = _get(served, "/datasets/ticks/rows", symbols="EURUSD", limit=10, cursor=cursor or "x" * 20)
+    assert bad.status_code == 400
+
+
+def test_sql_endpoint_matches_local_and_limits(served):
+    q = "SELECT symbol, count(*) AS n, max(bid) AS top FROM ticks GROUP BY symbol ORDER BY symbol"
+    r = requests.post(served["url"] + "/sql", json={"query": q, "format": "arrow"},
+                      headers={"Authorization": f"Bearer {SQL_TOKEN}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert pl.read_ipc_stream(io.BytesIO(r.content)).equals(served["local"].sql(q))
+    assert _remote(served, SQL_TOKEN).sql(q).equals(served["local"].sql(q))
+    r = requests.post(served["url"] + "/sql", json={"query": "SELECT * FROM ticks", "limit": 5, "format": "json"},
+                      headers={"Authorization": f"Bearer {SQL_TOKEN}"}, timeout=60)
+    assert r.status_code == 200 and r.headers["X-Lake-Truncated"] == "true"
+    assert len(r.text.splitlines()) == 5
+
+
+# -- auth ----------------------------------------------------------------------------------------------
+def test_auth_no_token_wrong_token_wrong_scope(served):
+    assert _get(served, "/datasets", token=None).status_code == 401
+    assert _get(served, "/datasets", token="not-a-real-token-at-all").status_code == 401
+    r = requests.post(served["url"] + "/sql", json={"query": "SELECT 1"},
+                      headers={"Authorization": f"Bearer {READ_TOKEN}"}, timeout=30)
+    assert r.status_code == 403 and "sql scope" in r.json()["error"]
+    with pytest.raises(Exception, match="401"):
+        _remote(served, token="wrong-token-wrong-token").read("ticks", symbols="EURUSD", start="2019-02-04",
+                                                               end="2019-02-04")
+
+
+def test_requests_logged_with_who_and_rows_never_tokens(served):
+    _get(served, "/datasets/bars_1m/rows", symbols="EURUSD", start="2019-02-04", end="2019-02-04")
+    _get(served, "/datasets", token="some-wrong-token-value-123")
+    lines = served["log"].lines
+    assert lines, "no request log lines"
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    rows = [e for e in entries if e["path"] == "/datasets/bars_1m/rows" and e["status"] == 200]
+    assert rows and rows[-1]["who"] == "alice" and rows[-1]["rows"] == 1440
+    text = "\n".join(lines)
+    for secret in (READ_TOKEN, SQL_TOKEN, "some-wrong-token-value-123"):
+        assert secret not in text
+
+
+def test_token_file_and_bad_entries(tmp_path):
+    from lake_resources.serve.auth import TokenStore
+    from lake_resources.validation import LakeValidationError
+
+    f = tmp_path / "tokens"
+    f.write_text(f"# team tokens\nalice:read:{READ_TOKEN}\n\nbot:sql:{SQL_TOKEN}\n")
+    store = TokenStore.load(f, env={})
+    assert store.who(f"Bearer {SQL_TOKEN}").name == "bot" and store.who(f"Bearer {READ_TOKEN}").scope == "read"
+    assert store.who("Bearer nope") is None and store.who(None) is None
+    f.write_text("alice:admin:" + READ_TOKEN + "\n")
+    with pytest.raises(LakeValidationError, match="line 1: unknown scope 'admin'"):
+        TokenStore.load(f, env={})
+    with pytest.raises(LakeValidationError, match="shorter than 16"):
+        TokenStore.load(env={"LAKE_SERVE_TOKENS": "alice:read:short"})
+
+
+def test_cli_refuses_public_bind_without_tokens(tmp_path):
+    env = {"LAKE_HOME": str(tmp_path / "lake"), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "lake_assets.cli", "serve", "--host", "0.0.0.0"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without tokens" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- bad input: 4xx with a message, never a 500 ---------------------------------------------------------
+BAD = [
+    ("/datasets/nope/rows", {}, 404, "unknown dataset"),
+    ("/datasets/ticks/rows", {"symbols": "EUR/USD"}, 400, "invalid symbol"),
+    ("/datasets/ticks/rows", {"symbols": "../../etc"}, 400, "invalid symbol"),
+    ("/datasets/..%2F..%2Fetc/partitions", {}, 404, "Not Found"),
+    ("/datasets/..%2E/partitions", {}, 400, "invalid dataset name"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "start": "2019-13-45"}, 400, "invalid"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "start": "2019-02-06", "end": "2019-02-04"}, 400, "after end"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "limit": "99999999999"}, 400, "limit"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "limit": "ten"}, 400, "limit"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "where": "bid > 1; DROP TABLE ticks"}, 400, "where"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "where": "nosuch = 1"}, 400, "unknown column"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "columns": "ts,nosuch"}, 400, "unknown column"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "format": "xlsx"}, 400, "format"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "as_of": "2019-02-05"}, 501, "not available"),
+    ("/datasets/ticks/coverage", {}, 400, "symbol="),
+    ("/datasets/leaderboard/coverage", {}, 400, "partitioned by date"),
+]
+
+
+@pytest.mark.parametrize("path,params,status,message", BAD, ids=[f"{i}-{b[3]}" for i, b in enumerate(BAD)])
+def test_bad_input_is_a_4xx_with_a_message(served, path, params, status, message):
+    r = _get(served, path, **params)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("query", ["CREATE TABLE x AS SELECT 1", "COPY ticks TO '/tmp/x.csv'",
+                                   "SELECT 1; DROP TABLE bars_1m", "ATTACH '/tmp/other.db'"])
+def test_sql_that_writes_is_refused(served, query):
+    r = requests.post(served["url"] + "/sql", json={"query": query},
+                      headers={"Authorization": f"Bearer {SQL_TOKEN}"}, timeout=30)
+    assert r.status_code == 400 and ("read-only" in r.json()["error"] or "invalid SQL" in r.json()["error"])
+
+
+def test_sql_time_limit(served):
+    q = "SELECT count(*) FROM range(10000000000) a"
+    r = requests.post(served["url"] + "/sql", json={"query": q, "timeout": 0.5},
+                      headers={"Authorization": f"Bearer {SQL_TOKEN}"}, timeout=60)
+    assert r.status_code == 408 and "time limit" in r.json()["error"]
+
+
+# -- concurrency and resources --------------------------------------------------------------------------
+def _metric(served, name: str) -> float:
+    text = _get(served, "/metrics").text
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_slow_client_does_not_block_others_and_disconnect_frees_stream(served):
+    params = dict(symbols="EURUSD", start="2019-02-04", end="2019-02-06", format="csv")
+    slow = requests.get(served["url"] + "/datasets/ticks/rows", params=params, stream=True, timeout=60,
+                        headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    assert slow.status_code == 200
+    pieces = slow.iter_content(1024)
+    next(pieces)  # a slow client: reads one piece of a large stream, then nothing
+    assert _metric(served, "lake_serve_streams_open") >= 1
+    for _ in range(3):  # others are answered meanwhile
+        r = _get(served, "/datasets/bars_1m/rows", symbols="EURUSD", start="2019-02-04", end="2019-02-04")
+        assert r.status_code == 200 and pl.read_ipc_stream(io.BytesIO(r.content)).height == 1440
+    assert _metric(served, "lake_serve_streams_open") >= 1  # the slow stream is still there, unfinished
+    pieces.close()  # the client goes away mid-stream (urllib3 closes the connection)
+    slow.close()
+    deadline = time.monotonic() + 60
+    while _metric(served, "lake_serve_streams_open") != 0:
+        assert time.monotonic() < deadline, "the abandoned stream was never released"
+        time.sleep(0.2)
+
+
+def test_metrics_prometheus_text(served):
+    _get(served, "/datasets/nope/rows")
+    text = _get(served, "/metrics").text
+    assert "# TYPE lake_serve_requests_total counter" in text
+    assert 'lake_serve_errors_total{kind="not_found"}' in text
+    assert 'lake_serve_request_seconds_bucket{endpoint="rows",le="+Inf"}' in text
+    rows_line = next(l for l in text.splitlines() if l.startswith('lake_serve_rows_total{endpoint="rows"}'))
+    assert float(rows_line.split()[-1]) > 0
+
+
+def test_bounded_load_16_clients(served):
+    """16 loopback clients reading symbol-days for a bounded number of rounds: zero errors, same rows."""
+    expected = served["local"].read("bars_1m", symbols="EURUSD", start="2019-02-05", end="2019-02-05")
+    remote = _remote(served)
+
+    def one(i):
+        out = []
+        for _ in range(3):
+            out.append(remote.read("bars_1m", symbols="EURUSD", start="2019-02-05", end="2019-02-05"))
+        return out
+
+    with ThreadPoolExecutor(16) as pool:
+        results = [df for batch in pool.map(one, range(16)) for df in batch]
+    assert len(results) == 48 and all(df.equals(expected) for df in results)
