@@ -353,3 +353,67 @@ def test_bounded_load_16_clients(served):
     with ThreadPoolExecutor(16) as pool:
         results = [df for batch in pool.map(one, range(16)) for df in batch]
     assert len(results) == 48 and all(df.equals(expected) for df in results)
+
+
+# -- the CLI server: token file, logs, bounded memory over a 20-day read ----------------------------------
+def _peak_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_cli_server_streams_20_days_in_bounded_memory(tmp_path, day_ticks):
+    """`lake serve` as a process, tokens from a token file: a 20-day tick read arrives whole and equal to
+    the local read while the server's peak memory grows by a fraction of the result's size; its log
+    names who read how many rows, and holds no token."""
+    from datetime import date, timedelta
+
+    from lake_resources.client import LakeClient
+    from lake_resources.settings import LakeSettings
+    from lake_resources.storage import Lake
+
+    home = tmp_path / "lake"
+    settings = LakeSettings(home=home, symbols=("EURUSD",))
+    lake = Lake(settings)
+    days = [date(2019, 3, 4) + timedelta(days=i) for i in range(20)]
+    for i, d in enumerate(days):
+        shift = (d - date(2019, 2, 4)).days
+        ticks = day_ticks.with_columns((pl.col("ts") + pl.duration(days=shift)).cast(day_ticks.schema["ts"]))
+        lake.write("ticks", (("symbol", "EURUSD"), ("date", d.isoformat())), ticks)
+    token_file = tmp_path / "tokens"
+    token_file.write_text(f"# who:scope:token\nresearch:read:{READ_TOKEN}\n")
+    port = _free_port()
+    env = {"LAKE_HOME": str(home), "LAKE_SYMBOLS": "EURUSD", "PATH": "/usr/bin:/bin"}
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "lake_assets.cli", "serve", "--port", str(port),
+                                 "--token-file", str(token_file)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "lake serve did not start"
+            time.sleep(0.2)
+        remote = LakeClient(url=url, token=READ_TOKEN)
+        remote.read("ticks", symbols="EURUSD", start=days[0], end=days[0])  # warm-up: imports, thread pools
+        before = _peak_rss_mb(proc.pid)
+        got = remote.read("ticks", symbols="EURUSD", start=days[0], end=days[-1])
+        grown = _peak_rss_mb(proc.pid) - before
+        local = LakeClient(settings).read("ticks", symbols="EURUSD", start=days[0], end=days[-1])
+        assert got.height == 20 * 136_741 and got.equals(local)
+        result_mb = local.estimated_size() / 2**20
+        assert grown < result_mb / 3, f"server peak memory grew {grown:.0f} MB for a {result_mb:.0f} MB result"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    text = log_path.read_text()
+    assert READ_TOKEN not in text
+    line = next(l for l in text.splitlines() if '"path": "/datasets/ticks/rows"' in l and f'"rows": {20 * 136_741}' in l)
+    assert '"who": "research"' in line
