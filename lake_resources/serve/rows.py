@@ -35,7 +35,7 @@ from lake_resources.validation import LakeValidationError
 
 #: The largest page a request may ask for (the whole result streams without a limit).
 MAX_LIMIT = 1_000_000
-BATCH_ROWS = 65_536
+BATCH_ROWS = 131_072
 
 
 @dataclass
