@@ -38,7 +38,6 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, day_ticks, bars_1m):
-    import uvicorn
 
     from lake_resources.client import LakeClient
     from lake_resources.serve.app import create_app
@@ -63,20 +62,26 @@ def served(tmp_path_factory, day_ticks, bars_1m):
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     tokens = TokenStore.load(env={"LAKE_SERVE_TOKENS": f"alice:read:{READ_TOKEN},bob:sql:{SQL_TOKEN}"})
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, tokens), host="127.0.0.1", port=port,
-                                           access_log=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
+    server, thread, url = _start(create_app(settings, tokens))
     yield {"url": url, "local": LakeClient(settings), "settings": settings, "log": handler}
     server.should_exit = True
     thread.join(10)
     log.removeHandler(handler)
+
+
+def _start(app, host: str = "127.0.0.1"):
+    """A real uvicorn server for ``app`` on a free port, in a thread; (server, thread, loopback url)."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def _get(served, path, token=READ_TOKEN, **params):
@@ -114,6 +119,8 @@ def test_partitions_match_local(served):
         ("symbol=EURUSD/date=2019-02-04", "hot"), ("symbol=EURUSD/date=2019-02-05", "cold")]
     assert len(local) == 2 and all(p["rows"] == 136_741 and len(p["sha256"]) == 64 for p in body["partitions"])
     assert _remote(served).partitions("ticks", symbols="EURUSD", start="2019-02-04", end="2019-02-05") == local
+    with pytest.raises(ValueError, match="501: as_of: versioned"):  # LakeValidationError: kept ready, not faked
+        _remote(served).partitions("ticks", symbols="EURUSD", as_of="2019-02-05")
 
 
 def test_coverage_days_and_hours(served):
@@ -249,6 +256,35 @@ def test_token_file_and_bad_entries(tmp_path):
         TokenStore.load(f, env={})
     with pytest.raises(LakeValidationError, match="shorter than 16"):
         TokenStore.load(env={"LAKE_SERVE_TOKENS": "alice:read:short"})
+
+
+def _own_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.123", 9))
+            return s.getsockname()[0]
+        except OSError:
+            return None
+
+
+def test_without_tokens_only_loopback_clients_are_answered(lake_settings):
+    """An app with no tokens (what `lake serve` runs on 127.0.0.1) refuses a client reaching it from a
+    non-loopback address, even when something binds it wider."""
+    from lake_resources.serve.app import create_app
+
+    address = _own_address()
+    if address is None or address.startswith("127."):
+        pytest.skip("this machine has no non-loopback address to connect from")
+    server, thread, url = _start(create_app(lake_settings), host="0.0.0.0")
+    try:
+        port = url.rsplit(":", 1)[1]
+        assert requests.get(f"{url}/datasets/ticks/partitions", timeout=30).status_code == 200
+        r = requests.get(f"http://{address}:{port}/datasets/ticks/partitions", timeout=30)
+        assert r.status_code == 403 and "loopback clients only" in r.json()["error"]
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_cli_refuses_public_bind_without_tokens(tmp_path):

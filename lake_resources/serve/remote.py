@@ -71,7 +71,7 @@ class RemoteLakeClient:
                 message = response.text[:300]
             response.close()
             text = f"lake server {self.url}: {response.status_code}: {message}"
-            if response.status_code < 500:
+            if response.status_code < 500 or response.status_code == 501:  # 501: a parameter not offered yet
                 raise LakeValidationError(text)
             raise LakeServerError(text)
         return response
