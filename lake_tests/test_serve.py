@@ -332,6 +332,15 @@ def test_sql_that_writes_is_refused(served, query):
     assert r.status_code == 400 and ("read-only" in r.json()["error"] or "invalid SQL" in r.json()["error"])
 
 
+@pytest.mark.parametrize("query,message", [("SELECT nosuch FROM ticks", "nosuch"),
+                                           ("SELECT CAST('x' AS INTEGER)", "Could not convert"),
+                                           ("SELECT * FROM read_csv('/etc/passwd')", "Permission")])
+def test_sql_mistakes_are_bad_input(served, query, message):
+    r = requests.post(served["url"] + "/sql", json={"query": query},
+                      headers={"Authorization": f"Bearer {SQL_TOKEN}"}, timeout=30)
+    assert r.status_code == 400 and message in r.json()["error"] and "Traceback" not in r.text
+
+
 def test_sql_time_limit(served):
     q = "SELECT count(*) FROM range(10000000000) a"
     r = requests.post(served["url"] + "/sql", json={"query": q, "timeout": 0.5},

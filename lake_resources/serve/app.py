@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import anyio
+import duckdb
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -36,6 +37,10 @@ from lake_resources.storage import PartitionNotFound
 from lake_resources.validation import LakeValidationError
 
 log = logging.getLogger("lake.serve")
+
+_QUERY_ERRORS = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException, duckdb.ConversionException,
+                 duckdb.InvalidInputException, duckdb.PermissionException, duckdb.OutOfRangeException,
+                 duckdb.NotImplementedException, duckdb.TypeMismatchException)
 
 Format = Literal["arrow", "parquet", "json", "csv"]
 MAX_SQL_ROWS = 1_000_000
@@ -180,6 +185,16 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
     async def _damaged(request: Request, exc: PartitionDamaged):
         return _fail(request, 503, str(exc), "damaged")
 
+    @app.exception_handler(duckdb.Error)
+    async def _sql_error(request: Request, exc: duckdb.Error):
+        # The query's own mistakes (a column or function that does not exist, a bad cast, a path outside
+        # the lake) are bad input; anything else from DuckDB is the server's failure.
+        text = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
+        if isinstance(exc, _QUERY_ERRORS):
+            return _fail(request, 400, text, "bad_input")
+        log.error("internal error on %s: %s: %s", request.url.path, type(exc).__name__, text)
+        return _fail(request, 500, f"internal error ({type(exc).__name__}); the server log has the details", "internal")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         parts = ["{}: {}".format(".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body", "path")) or "request",
@@ -287,6 +302,11 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
             metrics.stream(+1)
             try:
                 yield from encode(counted(), plan.schema, format)
+            except Exception as exc:  # after the first byte: the client sees the stream break off
+                info.error = "stream_broken"
+                log.error("row stream of %s broke off after %d rows: %s: %s", request.url.path, info.rows,
+                          type(exc).__name__, (str(exc).splitlines() or [""])[0][:300])
+                raise
             finally:
                 batches.close()
                 metrics.stream(-1)
