@@ -19,7 +19,9 @@ DEPLOY = REPO_ROOT / "deploy"
 SERVICES = {"minio", "minio-init", "postgres", "code-location", "webserver", "daemon", "data-server"}
 DAGSTER_SERVICES = ("code-location", "webserver", "daemon")
 #: Variables of the settings registry deliberately not set in a deployment, with the reason.
-NOT_DEPLOYED = {"LAKE_AS_OF": "test/replay override of 'now'; a deployment runs on the clock"}
+NOT_DEPLOYED = {"LAKE_AS_OF": "test/replay override of 'now'; a deployment runs on the clock",
+                "LAKE_SERVE_TOKENS": "read by `lake serve` (the data-server service), not by the pipelines",
+                "LAKE_SERVE_TOKEN_FILE": "the data-server takes its tokens from LAKE_SERVE_TOKENS in .env"}
 #: Compose-style interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}.
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -121,7 +123,7 @@ def test_code_location_has_every_lake_variable(compose):
     env = environment(compose["services"]["code-location"])
     expected = set(ENV_VARS) - set(NOT_DEPLOYED) | {"LAKE_SCHEDULES", "LAKE_AUTOMATION"}
     assert not expected - set(env), f"code-location lacks {sorted(expected - set(env))}"
-    assert not set(NOT_DEPLOYED) & set(env), "LAKE_AS_OF must not be set in a deployment"
+    assert not set(NOT_DEPLOYED) & set(env), f"{sorted(set(NOT_DEPLOYED) & set(env))} must not be set in the code location"
     # the endpoint names the minio service and the port MinIO serves S3 on inside the network
     endpoint = env["LAKE_S3_ENDPOINT"]
     assert re.fullmatch(r"http://minio:(\d+)", endpoint), endpoint
