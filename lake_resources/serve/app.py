@@ -1,8 +1,14 @@
 """The ``lake serve`` application: FastAPI routes over ``LakeClient``, auth, structured request logs, metrics.
 
 Every route is a plain (sync) function run in the server's thread pool; row streams are sync generators
-read one batch at a time in that pool, so a slow client holds one pooled thread at most while it reads,
-and never the event loop. Errors are one JSON line ``{"error": "..."}`` with a 4xx status for bad input
+read one batch at a time in that pool, so a slow client holds no thread while it is not reading, and
+never the event loop.
+
+One lock (``warm_lock``) serializes everything that opens the warm DuckDB file: planning a read (locating
+partitions reads the warm catalogue), reading a warm partition, the catalogue endpoints and ``/sql``.
+DuckDB's lock on the file is a POSIX lock, which the process loses as soon as *any* of its handles on the
+file closes; two threads overlapping there would let the pipelines' writer in while a read is under way.
+Hot and cold rows stream outside the lock, so reads of different clients still overlap. Errors are one JSON line ``{"error": "..."}`` with a 4xx status for bad input
 (400 a bad value, 401/403 auth, 404 an unknown dataset or partition, 408 a query over its time limit,
 501 a feature not built yet); no traceback ever reaches a client.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Literal
@@ -148,6 +155,7 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
     client = client or LakeClient(settings)
     tokens = tokens or TokenStore([])
     metrics = Metrics()
+    warm_lock = threading.Lock()
     app = FastAPI(title="quant-lake data server", version="1",
                   description="Every dataset of the lake over HTTP: discovery, coverage, rows as Arrow/Parquet/"
                               "JSON lines/CSV with cursor pagination, and read-only SQL. Bearer tokens.")
@@ -252,19 +260,22 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
     @app.get("/datasets", summary="Every dataset: tiers, partitioning, schema, rows and partitions")
     def datasets(request: Request, _who=read):
         endpoint(request, "datasets")
-        return {"datasets": [catalog.describe(client, name) for name in sorted(DATASETS)]}
+        with warm_lock:
+            return {"datasets": [catalog.describe(client, name) for name in sorted(DATASETS)]}
 
     @app.get("/datasets/{name}", summary="One dataset: tiers, partitioning, schema, rows and partitions")
     def dataset(request: Request, name: str, _who=read):
         endpoint(request, "datasets")
-        return catalog.describe(client, name)
+        with warm_lock:
+            return catalog.describe(client, name)
 
     @app.get("/datasets/{name}/partitions", summary="Partitions: tier, rows, time range, SHA-256")
     def partitions(request: Request, name: str, symbols: str | None = None, start: str | None = None,
                    end: str | None = None, tier: str | None = None, as_of: str | None = None, _who=read):
         info = endpoint(request, "partitions")
         no_as_of(as_of)
-        out = catalog.partitions(client, name, _csv(symbols), start, end, tier)
+        with warm_lock:
+            out = catalog.partitions(client, name, _csv(symbols), start, end, tier)
         info.rows = len(out)
         return {"dataset": name, "partitions": out}
 
@@ -274,7 +285,8 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
                  _who=read):
         endpoint(request, "coverage")
         no_as_of(as_of)
-        return catalog.coverage(client, name, symbol, start, end, granularity)
+        with warm_lock:
+            return catalog.coverage(client, name, symbol, start, end, granularity)
 
     @app.get("/datasets/{name}/rows", summary="Rows, streamed in record batches (Arrow IPC stream by default)",
              responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
@@ -285,9 +297,10 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
              tier: str | None = None, as_of: str | None = None, _who=read):
         info = endpoint(request, "rows")
         no_as_of(as_of)
-        plan = plan_rows(client, name, symbols=_csv(symbols), start=start, end=end, columns=_csv(columns),
-                         where=where, limit=limit, cursor=cursor, tier=tier)
-        batches = iter_batches(client, plan)
+        with warm_lock:
+            plan = plan_rows(client, name, symbols=_csv(symbols), start=start, end=end, columns=_csv(columns),
+                             where=where, limit=limit, cursor=cursor, tier=tier)
+        batches = iter_batches(client, plan, warm_lock)
         first = next(batches, None)  # read errors answer with a status, before the first byte is sent
 
         def counted():
@@ -320,7 +333,8 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
     def sql(request: Request, body: SqlRequest, _who=sql_scope):
         info = endpoint(request, "sql")
         no_as_of(body.as_of)
-        df = client.sql(body.query, body.params, max_rows=body.limit, timeout=body.timeout)
+        with warm_lock:
+            df = client.sql(body.query, body.params, max_rows=body.limit, timeout=body.timeout)
         truncated = df.height > body.limit
         df = df.head(body.limit)
         info.rows = df.height

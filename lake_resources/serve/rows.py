@@ -19,6 +19,7 @@ read for an unfiltered Parquet partition) so the next cursor is known before the
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -158,13 +159,17 @@ def conform(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     return df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c) for c, t in schema.items()])
 
 
-def iter_batches(client: LakeClient, plan: RowsPlan) -> Iterator[pl.DataFrame]:
-    """The page's rows, partition by partition, in batches of at most ``BATCH_ROWS`` rows."""
+def iter_batches(client: LakeClient, plan: RowsPlan, guard=None) -> Iterator[pl.DataFrame]:
+    """The page's rows, partition by partition, in batches of at most ``BATCH_ROWS`` rows. ``guard`` (a lock)
+    is held while each partition's read is set up (a warm partition is read then), never while rows wait
+    for the client."""
+    guard = guard or contextlib.nullcontext()
     remaining = plan.limit
     for i, loc in enumerate(plan.located):
         if remaining is not None and remaining <= 0:
             return
-        lf = partition_frame(client, plan, loc)
+        with guard:
+            lf = partition_frame(client, plan, loc)
         skip = plan.skip if i == 0 else 0
         if skip or remaining is not None:
             lf = lf.slice(skip, remaining)
