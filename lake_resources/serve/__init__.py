@@ -8,6 +8,7 @@ coverage), :mod:`.metrics` (``/metrics``), :mod:`.remote` (the network client).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -37,8 +38,7 @@ def run(settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token_file
     tokens = TokenStore.load(token_file, os.environ if env is None else env)
     check_bind(host, tokens)
     configure_logging()
-    logging.getLogger("lake.serve").info(
-        '{"event": "start", "host": "%s", "port": %d, "tokens": %d, "names": %s}', host, port, len(tokens),
-        sorted({p.name for _, p in tokens._entries}).__repr__().replace("'", '"'))
+    logging.getLogger("lake.serve").info(json.dumps({"event": "start", "host": host, "port": port,
+                                                     "token_names": tokens.names}))
     uvicorn.run(create_app(settings, tokens), host=host, port=port, access_log=False, log_level="info")
     return 0

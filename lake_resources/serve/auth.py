@@ -59,8 +59,9 @@ class TokenStore:
         return len(self._entries)
 
     @property
-    def secrets(self) -> list[str]:
-        return [t.decode() for t, _ in self._entries]
+    def names(self) -> list[str]:
+        """Who holds a token (never the tokens themselves)."""
+        return sorted({p.name for _, p in self._entries})
 
     @classmethod
     def load(cls, token_file: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> TokenStore:
