@@ -22,12 +22,12 @@ import time
 from collections.abc import Iterator
 from typing import Literal
 
-import anyio
 import duckdb
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lake_resources.client import LakeClient, QueryTimeout
@@ -135,7 +135,7 @@ class ClosingStream(StreamingResponse):
     async def _pull(self):
         done = object()
         while True:
-            chunk = await anyio.to_thread.run_sync(next, self._gen, done)
+            chunk = await run_in_threadpool(next, self._gen, done)
             if chunk is done:
                 return
             yield chunk
