@@ -462,3 +462,38 @@ def test_cli_server_streams_20_days_in_bounded_memory(tmp_path, day_ticks):
     assert READ_TOKEN not in text
     line = next(l for l in text.splitlines() if '"path": "/datasets/ticks/rows"' in l and f'"rows": {20 * 136_741}' in l)
     assert '"who": "research"' in line
+
+
+def test_coverage_hours_follow_what_the_source_said(tmp_path, day_ticks):
+    """Hours without ticks in a stored day: 'missing' where the source had no file (raw_dukascopy says so),
+    'empty' where its file was empty; missing hours join the missing intervals."""
+    from datetime import datetime, timezone
+
+    from lake_resources.ingest import RAW_HOURS_SCHEMA
+    from lake_resources.serve.app import create_app
+    from lake_resources.settings import LakeSettings
+    from lake_resources.storage import Lake
+
+    settings = LakeSettings(home=tmp_path / "lake", symbols=("EURUSD",))
+    lake = Lake(settings)
+    part = (("symbol", "EURUSD"), ("date", "2019-02-04"))
+    hour = pl.col("ts").dt.hour()
+    lake.write("ticks", part, day_ticks.filter(~hour.is_in([5, 6])))
+    statuses = {5: "missing", 6: "empty"}
+    raw = pl.DataFrame([{"ts": datetime(2019, 2, 4, h, tzinfo=timezone.utc), "symbol": "EURUSD", "hour": h,
+                         "status": statuses.get(h, "present"), "bytes": 0, "sha256": "", "source": "test"}
+                        for h in range(24)], schema=RAW_HOURS_SCHEMA)
+    lake.write("raw_dukascopy", part, raw)
+    server, thread, url = _start(create_app(settings))
+    try:
+        body = requests.get(f"{url}/datasets/ticks/coverage", params=dict(
+            symbol="EURUSD", start="2019-02-04", end="2019-02-05", granularity="hour"), timeout=60).json()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    by_hour = {h["start"][11:13]: h["status"] for h in body["hours"][:24]}
+    assert by_hour["05"] == "missing" and by_hour["06"] == "empty"
+    assert all(v == "present" for k, v in by_hour.items() if k not in ("05", "06"))
+    assert body["missing_intervals"] == [
+        {"start": "2019-02-04T05:00:00+00:00", "end": "2019-02-04T06:00:00+00:00"},
+        {"start": "2019-02-05T00:00:00+00:00", "end": "2019-02-06T00:00:00+00:00"}]

@@ -53,10 +53,32 @@ def _day_start(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
 
 
+def _utc(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _hour_counts(client: LakeClient, spec, symbols, lo: date, hi: date) -> dict[datetime, int]:
+    lf = client.read(spec.name, symbols=symbols, start=lo, end=hi, columns=[spec.time_column], lazy=True)
+    counts = lf.group_by(pl.col(spec.time_column).dt.truncate("1h").alias("hour")).agg(pl.len().alias("n")).collect()
+    return {_utc(h): n for h, n in counts.iter_rows()}
+
+
+def _source_hours(client: LakeClient, symbol: str | None, lo: date, hi: date) -> dict[datetime, str]:
+    """What the tick source said of each hour (``raw_dukascopy``: present, empty or missing), where recorded."""
+    if not symbol or not client.partitions("raw_dukascopy", symbols=[symbol], start=lo, end=hi):
+        return {}
+    raw = client.read("raw_dukascopy", symbols=[symbol], start=lo, end=hi, columns=["ts", "status"])
+    return {_utc(t): status for t, status in raw.iter_rows()}
+
+
 def coverage(client: LakeClient, name: str, symbol: str | None, start: str | None, end: str | None,
              granularity: str) -> dict:
-    """Per day (and per hour) of [start, end]: present (rows), empty (a partition with no rows) or missing
-    (no partition), and the missing intervals merged (the question ``get_missing_intervals_for_request`` asks)."""
+    """Per day (and per hour) of [start, end]: present (rows), empty (stored, no rows) or missing (not
+    stored), and the missing intervals merged (the question ``get_missing_intervals_for_request`` asks).
+
+    Hours of ``ticks``: an hour without ticks in a stored day is "missing" when the source had no file for
+    it and "empty" when the source's file was empty (market closed), as ``raw_dukascopy`` recorded; without
+    that record it is "empty"."""
     spec = dataset_spec(name)
     if "date" not in spec.partition_by:
         raise LakeValidationError(f"coverage needs a dataset partitioned by date; {spec.name} is partitioned by "
@@ -72,40 +94,44 @@ def coverage(client: LakeClient, name: str, symbol: str | None, start: str | Non
     hi = parse_date(end[:10]) if end else date.fromisoformat(max(found))
     if (hi - lo).days + 1 > MAX_COVERAGE_DAYS:
         raise LakeValidationError(f"coverage spans more than {MAX_COVERAGE_DAYS} days; narrow start/end")
-    days, missing = [], []
-    hour_rows: dict[datetime, int] = {}
-    if granularity == "hour" and found and spec.time_column:
-        lf = client.read(spec.name, symbols=symbols, start=lo, end=hi, columns=[spec.time_column], lazy=True)
-        counts = (lf.group_by(pl.col(spec.time_column).dt.truncate("1h").alias("hour")).agg(pl.len().alias("n"))
-                  .collect())
-        hour_rows = {h.astimezone(timezone.utc) if h.tzinfo else h.replace(tzinfo=timezone.utc): n
-                     for h, n in counts.iter_rows()}
-    hours = []
+    hourly = granularity == "hour" and spec.time_column is not None
+    counts = _hour_counts(client, spec, symbols, lo, hi) if hourly and found else {}
+    said = _source_hours(client, symbol, lo, hi) if hourly and found and spec.name == "ticks" else {}
+    days, hours, units = [], [], []  # units: (start, end, status) at the finest granularity asked
     d = lo
     while d <= hi:
-        key = d.isoformat()
-        loc = found.get(key)
+        loc = found.get(d.isoformat())
         rows = None
         if loc is not None:
-            m = client.lake.manifest(spec, loc.partition, loc.tier) or {}
-            rows = m.get("rows")
+            rows = (client.lake.manifest(spec, loc.partition, loc.tier) or {}).get("rows")
         status = "missing" if loc is None else ("empty" if rows == 0 else "present")
-        days.append({"date": key, "status": status, "rows": rows, "tier": loc.tier.value if loc else None})
-        if status == "missing":
-            lo_t, hi_t = _day_start(d), _day_start(d + timedelta(days=1))
-            if missing and missing[-1][1] == lo_t:
-                missing[-1][1] = hi_t
-            else:
-                missing.append([lo_t, hi_t])
-        if granularity == "hour":
+        days.append({"date": d.isoformat(), "status": status, "rows": rows, "tier": loc.tier.value if loc else None})
+        if not hourly:
+            units.append((_day_start(d), _day_start(d + timedelta(days=1)), status))
+        else:
             for h in range(24):
                 t = _day_start(d) + timedelta(hours=h)
-                n = hour_rows.get(t, 0)
-                hours.append({"start": t.isoformat(), "status": "missing" if loc is None else ("present" if n else "empty"),
-                              "rows": None if loc is None else n})
+                n = counts.get(t, 0)
+                if loc is None:
+                    hour_status = "missing"
+                elif n:
+                    hour_status = "present"
+                else:
+                    hour_status = "missing" if said.get(t) == "missing" else "empty"
+                hours.append({"start": t.isoformat(), "status": hour_status, "rows": None if loc is None else n,
+                              **({"source": said[t]} if t in said else {})})
+                units.append((t, t + timedelta(hours=1), hour_status))
         d += timedelta(days=1)
+    missing: list[list[datetime]] = []
+    for a, b, status in units:
+        if status != "missing":
+            continue
+        if missing and missing[-1][1] == a:
+            missing[-1][1] = b
+        else:
+            missing.append([a, b])
     out = {"dataset": spec.name, "symbol": symbol, "start": lo.isoformat(), "end": hi.isoformat(), "days": days,
            "missing_intervals": [{"start": a.isoformat(), "end": b.isoformat()} for a, b in missing]}
-    if granularity == "hour":
+    if hourly:
         out["hours"] = hours
     return out
