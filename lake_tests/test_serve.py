@@ -497,3 +497,37 @@ def test_coverage_hours_follow_what_the_source_said(tmp_path, day_ticks):
     assert body["missing_intervals"] == [
         {"start": "2019-02-04T05:00:00+00:00", "end": "2019-02-04T06:00:00+00:00"},
         {"start": "2019-02-05T00:00:00+00:00", "end": "2019-02-06T00:00:00+00:00"}]
+
+
+def test_damaged_partition_is_named_not_a_500(tmp_path, day_ticks):
+    """A truncated hot file: a read of it alone is a 503 naming the partition; a read reaching it mid-stream
+    breaks off, the remote client says so, and the server log names the partition."""
+    from lake_resources.client import LakeClient
+    from lake_resources.datasets import dataset_spec
+    from lake_resources.serve.app import create_app
+    from lake_resources.serve.remote import LakeServerError
+    from lake_resources.settings import LakeSettings
+    from lake_resources.storage import Lake
+
+    settings = LakeSettings(home=tmp_path / "lake", symbols=("EURUSD",))
+    lake = Lake(settings)
+    for shift, day in enumerate(("2019-02-04", "2019-02-05")):
+        ticks = day_ticks.with_columns((pl.col("ts") + pl.duration(days=shift)).cast(day_ticks.schema["ts"]))
+        lake.write("ticks", (("symbol", "EURUSD"), ("date", day)), ticks)
+    path = lake.hot.uri(dataset_spec("ticks"), (("symbol", "EURUSD"), ("date", "2019-02-05")))
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    records = _Records()
+    logging.getLogger("lake.serve").addHandler(records)
+    server, thread, url = _start(create_app(settings))
+    try:
+        r = requests.get(f"{url}/datasets/ticks/rows", params=dict(symbols="EURUSD", start="2019-02-05",
+                                                                   end="2019-02-05"), timeout=60)
+        assert r.status_code == 503 and "ticks symbol=EURUSD, date=2019-02-05 in hot" in r.json()["error"]
+        with pytest.raises(LakeServerError, match="broke off"):
+            LakeClient(url=url).read("ticks", symbols="EURUSD", start="2019-02-04", end="2019-02-05")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        logging.getLogger("lake.serve").removeHandler(records)
+    assert any("broke off" in line and "date=2019-02-05" in line for line in records.lines)

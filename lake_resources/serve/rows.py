@@ -29,6 +29,7 @@ from datetime import datetime
 import polars as pl
 
 from lake_resources.client import LakeClient, _to_datetime
+from lake_resources.damage import PartitionDamaged, quick_check
 from lake_resources.datasets import DatasetSpec, Partition, dataset_spec, parse_partition_path, partition_path
 from lake_resources.serve.filters import parse_where
 from lake_resources.storage import Located
@@ -110,7 +111,13 @@ def plan_rows(client: LakeClient, dataset: str, *, symbols: Sequence[str] | None
     cols = list(dict.fromkeys(columns)) if columns else None
     schema = pl.Schema()
     if located:
-        schema = client._read_located(spec, located[:1], t0, t1, None).collect_schema()
+        try:
+            schema = client._read_located(spec, located[:1], t0, t1, None).collect_schema()
+        except Exception as exc:  # noqa: BLE001 - named when the partition's copy is damaged
+            damaged = quick_check(client.lake, spec, located[:1])
+            if damaged:
+                raise PartitionDamaged(damaged, str(exc)) from exc
+            raise
     if cols and located:
         unknown = [c for c in cols if c not in schema]
         if unknown:
@@ -168,13 +175,22 @@ def iter_batches(client: LakeClient, plan: RowsPlan, guard=None) -> Iterator[pl.
     for i, loc in enumerate(plan.located):
         if remaining is not None and remaining <= 0:
             return
-        with guard:
-            lf = partition_frame(client, plan, loc)
-        skip = plan.skip if i == 0 else 0
-        if skip or remaining is not None:
-            lf = lf.slice(skip, remaining)
-        for df in lf.collect_batches(chunk_size=BATCH_ROWS, lazy=True):
-            if df.height:
-                if remaining is not None:
-                    remaining -= df.height
-                yield conform(df, plan.schema)
+        try:
+            with guard:
+                lf = partition_frame(client, plan, loc)
+            skip = plan.skip if i == 0 else 0
+            if skip or remaining is not None:
+                lf = lf.slice(skip, remaining)
+            for df in lf.collect_batches(chunk_size=BATCH_ROWS, lazy=True):
+                if df.height:
+                    if remaining is not None:
+                        remaining -= df.height
+                    yield conform(df, plan.schema)
+        except (LakeValidationError, GeneratorExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - named when the partition's copy is damaged, as LakeClient.read does
+            with guard:
+                damaged = quick_check(client.lake, plan.spec, [loc])
+            if damaged:
+                raise PartitionDamaged(damaged, str(exc)) from exc
+            raise
