@@ -300,6 +300,8 @@ BAD = [
     ("/datasets/nope/rows", {}, 404, "unknown dataset"),
     ("/datasets/ticks/rows", {"symbols": "EUR/USD"}, 400, "invalid symbol"),
     ("/datasets/ticks/rows", {"symbols": "../../etc"}, 400, "invalid symbol"),
+    ("/datasets/ticks/rows", {"symbols": "QQQZZZ"}, 400, "QQQZZZ"),
+    ("/datasets/ticks/rows", {"symbols": "EURUSD", "tier": "lukewarm"}, 400, "unknown tier"),
     ("/datasets/..%2F..%2Fetc/partitions", {}, 404, "Not Found"),
     ("/datasets/..%2E/partitions", {}, 400, "invalid dataset name"),
     ("/datasets/ticks/rows", {"symbols": "EURUSD", "start": "2019-13-45"}, 400, "invalid"),
