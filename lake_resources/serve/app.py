@@ -25,7 +25,7 @@ from typing import Literal
 import duckdb
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -302,11 +302,19 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
                              where=where, limit=limit, cursor=cursor, tier=tier)
         batches = iter_batches(client, plan, warm_lock)
         first = next(batches, None)  # read errors answer with a status, before the first byte is sent
+        headers = {"X-Lake-Partitions": str(len(plan.located))}
+        if plan.next_cursor:
+            headers["X-Lake-Next-Cursor"] = plan.next_cursor
+        second = next(batches, None) if first is not None else None
+        if second is None:  # the whole result is one batch: one body, no hops to the thread pool per chunk
+            info.rows = first.height if first is not None else 0
+            body = b"".join(encode([first] if first is not None else [], plan.schema, format))
+            return Response(body, media_type=MEDIA_TYPES[format], headers=headers)
 
         def counted():
-            if first is not None:
-                info.rows += first.height
-                yield first
+            for df in (first, second):
+                info.rows += df.height
+                yield df
             for df in batches:
                 info.rows += df.height
                 yield df
@@ -324,9 +332,6 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
                 batches.close()
                 metrics.stream(-1)
 
-        headers = {"X-Lake-Partitions": str(len(plan.located))}
-        if plan.next_cursor:
-            headers["X-Lake-Next-Cursor"] = plan.next_cursor
         return ClosingStream(stream(), media_type=MEDIA_TYPES[format], headers=headers)
 
     @app.post("/sql", summary="Read-only SQL (the `lake sql` session), with a row and a time limit")
@@ -339,7 +344,8 @@ def create_app(settings: LakeSettings | None = None, tokens: TokenStore | None =
         df = df.head(body.limit)
         info.rows = df.height
         headers = {"X-Lake-Truncated": "true" if truncated else "false"}
-        return ClosingStream(encode([df], df.schema, body.format), media_type=MEDIA_TYPES[body.format], headers=headers)
+        return Response(b"".join(encode([df], df.schema, body.format)), media_type=MEDIA_TYPES[body.format],
+                        headers=headers)
 
     app.add_middleware(_Observe, metrics=metrics)
     return app

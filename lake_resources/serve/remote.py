@@ -8,8 +8,11 @@ with the server's one-line message.
 
 from __future__ import annotations
 
+import http.client
+import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from urllib.parse import urlencode, urlsplit
 
 import polars as pl
 import pyarrow as pa
@@ -76,6 +79,36 @@ class RemoteLakeClient:
             raise LakeServerError(text)
         return response
 
+    def _get_body(self, path: str, params: dict) -> bytes:
+        """A GET's whole body through ``http.client``: for large Arrow bodies it reads chunked transfer in a
+        few C-level reads, 2-3x faster than ``requests``' iteration. Errors as ``_request``'s."""
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        parts = urlsplit(self.url)
+        conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        headers = {k: v for k, v in self._session.headers.items() if k == "Authorization"}
+        conn = conn_type(parts.netloc, timeout=self.timeout)
+        try:
+            try:
+                conn.request("GET", f"{parts.path}{path}?{query}", headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+            except http.client.IncompleteRead as exc:
+                raise LakeServerError(f"lake server {self.url}: the row stream broke off ({exc!r:.200})") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise LakeServerError(f"lake server {self.url}: unreachable ({type(exc).__name__}: {exc})") from None
+        finally:
+            conn.close()
+        if response.status >= 400:
+            try:
+                message = json.loads(body).get("error") or body.decode(errors="replace")
+            except ValueError:
+                message = body[:300].decode(errors="replace")
+            text = f"lake server {self.url}: {response.status}: {message}"
+            if response.status < 500 or response.status == 501:
+                raise LakeValidationError(text)
+            raise LakeServerError(text)
+        return body
+
     # discovery -------------------------------------------------------------------------
     def datasets(self) -> list[str]:
         return [d["name"] for d in self._request("GET", "/datasets").json()["datasets"]]
@@ -100,13 +133,11 @@ class RemoteLakeClient:
                                       "you need, or ask the lake's operator to repair the damaged ones")
         params = {"symbols": _list(symbols), "start": _time(start), "end": _time(end),
                   "columns": _list(columns), "tier": tier, "where": where, "format": "arrow", "as_of": _time(as_of)}
-        response = self._request("GET", f"/datasets/{dataset}/rows", params=params, stream=True)
+        body = self._get_body(f"/datasets/{dataset}/rows", params)
         try:
-            table = _read_arrow(response)
-        except (pa.ArrowInvalid, requests.RequestException, OSError) as exc:
+            table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+        except (pa.ArrowInvalid, OSError) as exc:
             raise LakeServerError(f"lake server {self.url}: the row stream broke off ({exc})") from None
-        finally:
-            response.close()
         df = pl.from_arrow(table) if table.num_columns else pl.DataFrame()
         return df.lazy() if lazy else df
 
