@@ -12,12 +12,14 @@ import contextlib
 import json
 import re
 import warnings
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
@@ -35,6 +37,10 @@ from lake_resources.storage import (
 from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
 TimeLike = str | date | datetime
+
+
+class QueryTimeout(RuntimeError):
+    """A SQL query ran past its time limit and was stopped."""
 
 
 def _to_datetime(value: TimeLike, *, end: bool) -> datetime:
@@ -56,7 +62,18 @@ def _to_datetime(value: TimeLike, *, end: bool) -> datetime:
 class LakeClient:
     """Read any dataset by symbols, time range and columns, from whichever tier holds each partition."""
 
-    def __init__(self, settings: LakeSettings | None = None, lake: Lake | None = None):
+    def __new__(cls, settings: LakeSettings | None = None, lake: Lake | None = None, *, url: str | None = None,
+                token: str | None = None):
+        """``LakeClient(url="http://host:8787", token=...)`` reads a ``lake serve`` server over the network
+        with the same calls (``lake_resources.serve.remote.RemoteLakeClient``)."""
+        if url is not None:
+            from lake_resources.serve.remote import RemoteLakeClient
+
+            return RemoteLakeClient(url, token)
+        return super().__new__(cls)
+
+    def __init__(self, settings: LakeSettings | None = None, lake: Lake | None = None, *, url: str | None = None,
+                 token: str | None = None):
         self.lake = lake or Lake(settings or LakeSettings.from_env())
         self.settings = self.lake.settings
 
@@ -322,7 +339,8 @@ class LakeClient:
         return (spec is not None and "symbol" in spec.partition_by
                 and "symbol" in self._schema_of(spec, damage))
 
-    def sql(self, query: str, params: Sequence | None = None, *, skip_damaged: bool = False) -> pl.DataFrame:
+    def sql(self, query: str, params: Sequence | None = None, *, skip_damaged: bool = False,
+            max_rows: int | None = None, timeout: float | None = None) -> pl.DataFrame:
         """Run read-only SQL over the lake's views: the one way the lake runs SQL it is given.
 
         Only SELECT-type statements run (``sqlsafe.check_read_only``), in the locked session of
@@ -331,6 +349,10 @@ class LakeClient:
         filtered to other symbols) then answers, with a ``DamagedPartitionWarning`` naming them. One that
         needs them raises ``PartitionDamaged`` naming each. ``skip_damaged=True`` leaves them out instead,
         also with a warning naming each.
+
+        ``max_rows``: fetch at most ``max_rows + 1`` rows (the extra one tells the caller it was cut), so a
+        huge result never sits in memory whole. ``timeout``: seconds before the query is interrupted
+        (``QueryTimeout``). ``lake serve`` sets both.
         """
         if is_show_tables(query):  # the lake's datasets, not the session's internal tables
             return datasets_table()
@@ -338,7 +360,7 @@ class LakeClient:
         # Views only for the datasets the query names: each view lists its partitions across tiers.
         named = [d for d in DATASETS if re.search(rf"\b{d}\b", query)]
         try:
-            return self._run_sql(named, query, params)
+            return self._run_sql(named, query, params, max_rows=max_rows, timeout=timeout)
         except LakeValidationError:
             raise
         except duckdb.Error as exc:
@@ -359,7 +381,8 @@ class LakeClient:
         else:
             raise PartitionDamaged(damaged, str(first)) from first
         try:
-            result = self._run_sql(named, query, params, exclude=damaged, tripwires=trips)
+            result = self._run_sql(named, query, params, exclude=damaged, tripwires=trips, max_rows=max_rows,
+                                   timeout=timeout)
         except duckdb.Error as exc:  # a tripwire, or a corrupted warm block shared with a sound partition
             raise PartitionDamaged(damaged, str(first)) from exc
         if trips:
@@ -367,13 +390,30 @@ class LakeClient:
         return result
 
     def _run_sql(self, named: list[str], query: str, params: Sequence | None, exclude: Iterable[Damage] = (),
-                 tripwires: Iterable[Damage] = ()) -> pl.DataFrame:
+                 tripwires: Iterable[Damage] = (), max_rows: int | None = None,
+                 timeout: float | None = None) -> pl.DataFrame:
         outages: list[ColdOutage] = []
         with self.duckdb(named, exclude=exclude, tripwires=tripwires, cold_outages=outages) as con:
+            timer = threading.Timer(timeout, con.interrupt) if timeout else None
             try:
-                result = con.execute(query, params or []).pl()
+                if timer:
+                    timer.start()
+                result = con.execute(query, params or [])
+                if max_rows is None:
+                    frame = result.pl()
+                else:
+                    reader = result.to_arrow_reader(min(max_rows + 1, 1_000_000))
+                    batches, rows = [], 0
+                    for batch in reader:
+                        batches.append(batch)
+                        rows += batch.num_rows
+                        if rows > max_rows:
+                            break
+                    frame = pl.from_arrow(pa.Table.from_batches(batches, schema=reader.schema))
                 warn_cold_outages(outages)  # answered: it needed no partition only cold holds
-                return result
+                return frame
+            except duckdb.InterruptException:
+                raise QueryTimeout(f"query stopped after its time limit of {timeout:g} s") from None
             except duckdb.CatalogException as exc:
                 empty = [d for d in named if not con.execute(
                     "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [d]).fetchone()[0]]
@@ -381,6 +421,9 @@ class LakeClient:
                     f"{with_dataset_hint(str(exc))}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
                     + (f"\nNo partitions stored yet for: {', '.join(empty)}" if empty else "")
                 ) from None
+            finally:
+                if timer:
+                    timer.cancel()
 
 
 #: Marks the error a cold tripwire raises, so ``sql`` can tell it from any other DuckDB error.
