@@ -61,16 +61,22 @@ def cmd_sql(args) -> int:
 
 
 def _sql_frame(client, args):
-    """``lake sql``'s result; partitions skipped by ``--skip-damaged`` are named, one line each."""
+    """``lake sql``'s result; partitions skipped by ``--skip-damaged`` are named, one line each, and so
+    is an unreachable S3 cold tier the query did without."""
     import warnings
 
     from lake_resources.damage import DamagedPartitionWarning
+    from lake_resources.storage import ColdTierUnreachableWarning
 
+    shown = (DamagedPartitionWarning, ColdTierUnreachableWarning)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DamagedPartitionWarning)
+        warnings.simplefilter("always", ColdTierUnreachableWarning)
         df = client.sql(args.query, skip_damaged=args.skip_damaged)
+    said: set[str] = set()
     for w in caught:
-        if issubclass(w.category, DamagedPartitionWarning):
+        if issubclass(w.category, shown) and str(w.message) not in said:
+            said.add(str(w.message))
             print(f"lake sql: warning: {w.message}", file=sys.stderr)
     return df
 
@@ -202,6 +208,12 @@ def cmd_instruments(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from lake_resources.serve import run
+
+    return run(_settings(), host=args.host, port=args.port, token_file=args.token_file)
+
+
 def cmd_ui(args) -> int:
     from lake_assets.operate import run_ui
 
@@ -309,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--symbols", help="symbols whose detail (schedule, holidays) to fetch (default LAKE_SYMBOLS)")
     q.add_argument("--out", help="catalogue file to write (default: LAKE_INSTRUMENTS_API, else LAKE_HOME/instruments_api.json)")
     q.set_defaults(fn=cmd_instruments)
+
+
+    p = sub.add_parser("serve", help="serve every dataset over HTTP (REST + Arrow); LakeClient(url=...) reads it")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs tokens)")
+    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--token-file", help="name:scope:token per line (default LAKE_SERVE_TOKEN_FILE); "
+                                        "LAKE_SERVE_TOKENS adds comma-separated entries")
+    p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("ui", help="start the Dagster webserver and daemon on this lake")
     p.add_argument("--host", default="127.0.0.1")

@@ -11,21 +11,36 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.sql_help import datasets_table, is_show_tables, with_dataset_hint
 from lake_resources.sqlsafe import check_read_only, lock_down, sql_path
-from lake_resources.storage import Lake, Located, cast_to_schema
+from lake_resources.storage import (
+    ColdOutage,
+    ColdTierUnreachable,
+    ColdTierUnreachableWarning,
+    Lake,
+    Located,
+    cast_to_schema,
+)
 from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
 TimeLike = str | date | datetime
+
+
+class QueryTimeout(RuntimeError):
+    """A SQL query ran past its time limit and was stopped."""
 
 
 def _to_datetime(value: TimeLike, *, end: bool) -> datetime:
@@ -47,7 +62,18 @@ def _to_datetime(value: TimeLike, *, end: bool) -> datetime:
 class LakeClient:
     """Read any dataset by symbols, time range and columns, from whichever tier holds each partition."""
 
-    def __init__(self, settings: LakeSettings | None = None, lake: Lake | None = None):
+    def __new__(cls, settings: LakeSettings | None = None, lake: Lake | None = None, *, url: str | None = None,
+                token: str | None = None):
+        """``LakeClient(url="http://host:8787", token=...)`` reads a ``lake serve`` server over the network
+        with the same calls (``lake_resources.serve.remote.RemoteLakeClient``)."""
+        if url is not None:
+            from lake_resources.serve.remote import RemoteLakeClient
+
+            return RemoteLakeClient(url, token)
+        return super().__new__(cls)
+
+    def __init__(self, settings: LakeSettings | None = None, lake: Lake | None = None, *, url: str | None = None,
+                 token: str | None = None):
         self.lake = lake or Lake(settings or LakeSettings.from_env())
         self.settings = self.lake.settings
 
@@ -198,7 +224,8 @@ class LakeClient:
     # SQL ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def duckdb(self, datasets: Iterable[str] | None = None, *, exclude: Iterable[Damage] = (),
-               tripwires: Iterable[Damage] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+               tripwires: Iterable[Damage] = (),
+               cold_outages: list[ColdOutage] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """The read-only session ``lake sql`` runs on: one temporary view per dataset spanning all tiers.
 
         An in-memory DuckDB with the warm file attached read-only as ``warm`` (the default catalogue),
@@ -207,14 +234,21 @@ class LakeClient:
         reaches another connection of this process. Statements are checked by ``sql``, not here:
         user SQL goes through ``sql``. ``exclude``: damaged partitions the views leave out;
         ``tripwires``: of those, the ones whose rows fail a query that needs them (see ``_tripwire_sql``).
+        With the S3 cold tier down, the views come from hot and warm, and the partitions the lake's cold
+        record says only cold holds become tripwires too (``_cold_tripwire_sql``); each outage is
+        appended to ``cold_outages`` (given: no warning here) or warned about.
         """
         warm_exists = self.lake.warm.path.exists()
         skip = {(d.dataset, d.partition, d.tier) for d in exclude}
         # All catalogue lookups first: they open the warm file themselves (see read()).
         names = DATASETS if datasets is None else [dataset_spec(d).name for d in datasets]
         trips = list(tripwires)
-        views = {name: self._view_sql(dataset_spec(name), warm_exists, skip, [d for d in trips if d.dataset == name])
+        outages = [] if cold_outages is None else cold_outages
+        views = {name: self._view_sql(dataset_spec(name), warm_exists, skip, [d for d in trips if d.dataset == name],
+                                      outages)
                  for name in names}
+        if cold_outages is None:
+            warn_cold_outages(outages)
         with contextlib.closing(duckdb.connect()) as con:
             con.execute("SET TimeZone = 'UTC'")
             if warm_exists:
@@ -231,8 +265,12 @@ class LakeClient:
             yield con
 
     def _view_sql(self, spec: DatasetSpec, warm_exists: bool, skip: set = frozenset(),
-                  tripwires: Sequence[Damage] = ()) -> str | None:
-        located = [l for l in self.lake.locate(spec) if (spec.name, l.partition, l.tier.value) not in skip]
+                  tripwires: Sequence[Damage] = (), cold_outages: list[ColdOutage] | None = None) -> str | None:
+        outages: list[ColdOutage] = []
+        located = [l for l in self.lake.locate(spec, cold_outages=outages)
+                   if (spec.name, l.partition, l.tier.value) not in skip]
+        if cold_outages is not None:
+            cold_outages.extend(outages)
         parts: list[str] = []
         for t in (Tier.HOT, Tier.COLD):
             store = self.lake.tier(t)
@@ -260,6 +298,7 @@ class LakeClient:
                 if warm_parts or where:
                     parts.append(f'SELECT * FROM warm."{spec.name}"{where}')
         parts += [self._tripwire_sql(spec, d) for d in tripwires]
+        parts += [self._cold_tripwire_sql(spec, o, located) for outage in outages for o in _by_symbol(outage)]
         if not parts:
             return None
         return " UNION ALL BY NAME ".join(parts)
@@ -276,6 +315,20 @@ class LakeClient:
         cols += [f'{raise_it} AS "{c}"' for c in self._schema_of(spec, damage) if c != "symbol"]
         return f"SELECT {', '.join(cols)} FROM range(1) WHERE {raise_it} IS NULL"
 
+    def _cold_tripwire_sql(self, spec: DatasetSpec, outage: ColdOutage, located: list[Located]) -> str:
+        """Like ``_tripwire_sql``, for the cold partitions of one symbol while the cold tier is down: a
+        query filtered to other symbols prunes the branch; one that needs them fails with
+        ``outage.error()`` (``sql`` turns it into ``ColdTierUnreachable``)."""
+        raise_it = f"error('{_sql_str(COLD_TRIPWIRE + outage.error())}')"
+        columns = self.lake.cold.record.columns(spec) if self.lake.cold.record is not None else []
+        if not columns:  # never written from here: the columns of a copy in hot or warm, if any
+            columns = next((self._schema_of(spec, Damage(spec.name, l.partition, l.tier.value, "", ""))
+                            for l in located if l.tier is not Tier.COLD), [])
+        symbol = dict(outage.needed[0]).get("symbol") if outage.needed else None
+        cols = [f"'{_sql_str(symbol)}' AS \"symbol\""] if symbol else []
+        cols += [f'{raise_it} AS "{c}"' for c in columns if not (symbol and c == "symbol")]
+        return f"SELECT {', '.join(cols) or raise_it + ' AS _cold'} FROM range(1) WHERE {raise_it} IS NULL"
+
     def _schema_of(self, spec: DatasetSpec, damage: Damage) -> list[str]:
         manifest = self.lake.manifest(spec, damage.partition, damage.tier) if damage.partition else None
         schema = (manifest or {}).get("schema")
@@ -286,7 +339,8 @@ class LakeClient:
         return (spec is not None and "symbol" in spec.partition_by
                 and "symbol" in self._schema_of(spec, damage))
 
-    def sql(self, query: str, params: Sequence | None = None, *, skip_damaged: bool = False) -> pl.DataFrame:
+    def sql(self, query: str, params: Sequence | None = None, *, skip_damaged: bool = False,
+            max_rows: int | None = None, timeout: float | None = None) -> pl.DataFrame:
         """Run read-only SQL over the lake's views: the one way the lake runs SQL it is given.
 
         Only SELECT-type statements run (``sqlsafe.check_read_only``), in the locked session of
@@ -295,6 +349,10 @@ class LakeClient:
         filtered to other symbols) then answers, with a ``DamagedPartitionWarning`` naming them. One that
         needs them raises ``PartitionDamaged`` naming each. ``skip_damaged=True`` leaves them out instead,
         also with a warning naming each.
+
+        ``max_rows``: fetch at most ``max_rows + 1`` rows (the extra one tells the caller it was cut), so a
+        huge result never sits in memory whole. ``timeout``: seconds before the query is interrupted
+        (``QueryTimeout``). ``lake serve`` sets both.
         """
         if is_show_tables(query):  # the lake's datasets, not the session's internal tables
             return datasets_table()
@@ -302,13 +360,16 @@ class LakeClient:
         # Views only for the datasets the query names: each view lists its partitions across tiers.
         named = [d for d in DATASETS if re.search(rf"\b{d}\b", query)]
         try:
-            return self._run_sql(named, query, params)
+            return self._run_sql(named, query, params, max_rows=max_rows, timeout=timeout)
         except LakeValidationError:
             raise
         except duckdb.Error as exc:
             if isinstance(exc, (duckdb.PermissionException, duckdb.ParserException, duckdb.BinderException)):
                 raise
-            damaged = [d for name in named for d in quick_check(self.lake, dataset_spec(name), self.lake.locate(name))]
+            if COLD_TRIPWIRE in str(exc):  # the query needs partitions only the unreachable cold tier holds
+                raise ColdTierUnreachable(str(exc).split(COLD_TRIPWIRE, 1)[1].strip()) from None
+            damaged = [d for name in named for d in quick_check(self.lake, dataset_spec(name),
+                                                                self.lake.locate(name, cold_outages=[]))]
             if not damaged:
                 raise
             first = exc
@@ -320,7 +381,8 @@ class LakeClient:
         else:
             raise PartitionDamaged(damaged, str(first)) from first
         try:
-            result = self._run_sql(named, query, params, exclude=damaged, tripwires=trips)
+            result = self._run_sql(named, query, params, exclude=damaged, tripwires=trips, max_rows=max_rows,
+                                   timeout=timeout)
         except duckdb.Error as exc:  # a tripwire, or a corrupted warm block shared with a sound partition
             raise PartitionDamaged(damaged, str(first)) from exc
         if trips:
@@ -328,10 +390,30 @@ class LakeClient:
         return result
 
     def _run_sql(self, named: list[str], query: str, params: Sequence | None, exclude: Iterable[Damage] = (),
-                 tripwires: Iterable[Damage] = ()) -> pl.DataFrame:
-        with self.duckdb(named, exclude=exclude, tripwires=tripwires) as con:
+                 tripwires: Iterable[Damage] = (), max_rows: int | None = None,
+                 timeout: float | None = None) -> pl.DataFrame:
+        outages: list[ColdOutage] = []
+        with self.duckdb(named, exclude=exclude, tripwires=tripwires, cold_outages=outages) as con:
+            timer = threading.Timer(timeout, con.interrupt) if timeout else None
             try:
-                return con.execute(query, params or []).pl()
+                if timer:
+                    timer.start()
+                result = con.execute(query, params or [])
+                if max_rows is None:
+                    frame = result.pl()
+                else:
+                    reader = result.to_arrow_reader(min(max_rows + 1, 1_000_000))
+                    batches, rows = [], 0
+                    for batch in reader:
+                        batches.append(batch)
+                        rows += batch.num_rows
+                        if rows > max_rows:
+                            break
+                    frame = pl.from_arrow(pa.Table.from_batches(batches, schema=reader.schema))
+                warn_cold_outages(outages)  # answered: it needed no partition only cold holds
+                return frame
+            except duckdb.InterruptException:
+                raise QueryTimeout(f"query stopped after its time limit of {timeout:g} s") from None
             except duckdb.CatalogException as exc:
                 empty = [d for d in named if not con.execute(
                     "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?", [d]).fetchone()[0]]
@@ -339,6 +421,26 @@ class LakeClient:
                     f"{with_dataset_hint(str(exc))}\nThe lake's datasets: {', '.join(sorted(DATASETS))}"
                     + (f"\nNo partitions stored yet for: {', '.join(empty)}" if empty else "")
                 ) from None
+            finally:
+                if timer:
+                    timer.cancel()
+
+
+#: Marks the error a cold tripwire raises, so ``sql`` can tell it from any other DuckDB error.
+COLD_TRIPWIRE = "[lake: cold tier unreachable] "
+
+
+def warn_cold_outages(outages: Iterable[ColdOutage]) -> None:
+    for outage in outages:
+        warnings.warn(outage.warning(), ColdTierUnreachableWarning, stacklevel=3)
+
+
+def _by_symbol(outage: ColdOutage) -> list[ColdOutage]:
+    """One outage per symbol of its needed partitions (each becomes a tripwire its symbol filter prunes)."""
+    groups: dict[str | None, list] = {}
+    for p in outage.needed:
+        groups.setdefault(dict(p).get("symbol"), []).append(p)
+    return [replace(outage, needed=ps) for ps in groups.values()]
 
 
 def partition_key_sql(spec: DatasetSpec) -> str:

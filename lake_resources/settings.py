@@ -59,6 +59,8 @@ ENV_VARS: dict[str, str] = {
     "LAKE_BACKTEST_START": "first day backtests read (default: every stored day)",
     "LAKE_BACKTEST_END": "last day backtests read (default: every stored day)",
     "LAKE_SCHEDULES": "'running' switches the daily ingest schedule on (default: off on a laptop)",
+    "LAKE_SERVE_TOKENS": "lake serve: bearer tokens name:scope:token, comma-separated (scope read or sql; never logged)",
+    "LAKE_SERVE_TOKEN_FILE": "lake serve: file of name:scope:token lines (default for --token-file)",
 }
 
 

@@ -196,13 +196,16 @@ def _tick_count_of(env, symbol: str) -> int:
 
 
 def test_today_partition_switch_adds_today_and_keeps_yesterday_automated():
+    """``LAKE_TODAY_PARTITION=on`` adds the current UTC day as the last daily partition; the schedule's day
+    (yesterday) still flows downstream, because downstream assets follow updates of any partition
+    (``follow_upstream``, not ``eager()``'s latest-partition-only rule; its behaviour is tested in
+    test_operate.py::test_automation_follows_a_rematerialized_old_partition)."""
     probe = ("import dagster as dg; from lake_assets.definitions import defs; "
              "from lake_assets.partitions import date_partitions as d; "
-             "c = defs.resolve_asset_graph().get(dg.AssetKey('ticks')).automation_condition; "
-             "w = [o for o in c.operands if type(o).__name__ == 'InLatestTimeWindowCondition'][0]; "
-             "print(d.get_last_partition_key(), w.lookback_timedelta)")
+             "c = defs.resolve_asset_graph().get(dg.AssetKey('bars_1m')).automation_condition; "
+             "print(d.get_last_partition_key(), c.get_label())")
     today = datetime.now(timezone.utc).date()
     on = _run([sys.executable, "-c", probe], {"LAKE_TODAY_PARTITION": "on"}).stdout.split()
     off = _run([sys.executable, "-c", probe], {}).stdout.split()
-    assert on[0] == today.isoformat() and on[1] == "2"  # "2 days, 0:00:00": the schedule's yesterday follows
-    assert off[0] < today.isoformat() and off[1] == "None"
+    assert on == [today.isoformat(), "follow_upstream"]
+    assert off[0] < today.isoformat() and off[1] == "follow_upstream"

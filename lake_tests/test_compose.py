@@ -16,10 +16,12 @@ from lake_resources.settings import ENV_VARS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DEPLOY = REPO_ROOT / "deploy"
-SERVICES = {"minio", "minio-init", "postgres", "code-location", "webserver", "daemon"}
+SERVICES = {"minio", "minio-init", "postgres", "code-location", "webserver", "daemon", "data-server"}
 DAGSTER_SERVICES = ("code-location", "webserver", "daemon")
 #: Variables of the settings registry deliberately not set in a deployment, with the reason.
-NOT_DEPLOYED = {"LAKE_AS_OF": "test/replay override of 'now'; a deployment runs on the clock"}
+NOT_DEPLOYED = {"LAKE_AS_OF": "test/replay override of 'now'; a deployment runs on the clock",
+                "LAKE_SERVE_TOKENS": "read by `lake serve` (the data-server service), not by the pipelines",
+                "LAKE_SERVE_TOKEN_FILE": "the data-server takes its tokens from LAKE_SERVE_TOKENS in .env"}
 #: Compose-style interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}.
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -121,7 +123,7 @@ def test_code_location_has_every_lake_variable(compose):
     env = environment(compose["services"]["code-location"])
     expected = set(ENV_VARS) - set(NOT_DEPLOYED) | {"LAKE_SCHEDULES", "LAKE_AUTOMATION"}
     assert not expected - set(env), f"code-location lacks {sorted(expected - set(env))}"
-    assert not set(NOT_DEPLOYED) & set(env), "LAKE_AS_OF must not be set in a deployment"
+    assert not set(NOT_DEPLOYED) & set(env), f"{sorted(set(NOT_DEPLOYED) & set(env))} must not be set in the code location"
     # the endpoint names the minio service and the port MinIO serves S3 on inside the network
     endpoint = env["LAKE_S3_ENDPOINT"]
     assert re.fullmatch(r"http://minio:(\d+)", endpoint), endpoint
@@ -209,6 +211,7 @@ def test_ports_are_loopback_unless_told_otherwise(compose, raw_compose):
     assert [(h, c) for h, _, c in web] == [("127.0.0.1", 3000)]
     assert all(h == "127.0.0.1" for h, _, _ in published(services["minio"]))
     assert {c for _, _, c in published(services["minio"])} == {9000, 9001}
+    assert [(h, c) for h, _, c in published(services["data-server"])] == [("127.0.0.1", 8787)]
     for name in ("postgres", "code-location", "daemon", "minio-init"):
         assert not services[name].get("ports"), f"{name} must not be published on the host"
     # binding to the team's network is an explicit, documented choice
@@ -219,11 +222,17 @@ def test_ports_are_loopback_unless_told_otherwise(compose, raw_compose):
 
 def test_secrets_have_no_defaults_and_reach_only_who_needs_them(raw_compose, compose):
     text = COMPOSE.read_text()
-    for secret in ("MINIO_ROOT_PASSWORD", "LAKE_RO_SECRET_KEY", "LAKE_RW_SECRET_KEY", "DAGSTER_POSTGRES_PASSWORD"):
+    for secret in ("MINIO_ROOT_PASSWORD", "LAKE_RO_SECRET_KEY", "LAKE_RW_SECRET_KEY", "DAGSTER_POSTGRES_PASSWORD",
+                   "LAKE_SERVE_TOKENS"):
         uses = re.findall(r"\$\{" + secret + r"(:?[-?])?", text)
         assert uses and all(op in (":?", "?") for op in uses), f"{secret} must be required (${{{secret}:?...}}), never defaulted"
     holders = {name for name, s in compose["services"].items() if "AWS_SECRET_ACCESS_KEY" in environment(s)}
-    assert holders == {"code-location"}
+    assert holders == {"code-location", "data-server"}
+    # the data server reads with the read-only user; only the code location writes
+    init_env = environment(compose["services"]["minio-init"])
+    server_env = environment(compose["services"]["data-server"])
+    assert (server_env["AWS_ACCESS_KEY_ID"], server_env["AWS_SECRET_ACCESS_KEY"]) == (
+        init_env["LAKE_RO_ACCESS_KEY"], init_env["LAKE_RO_SECRET_KEY"])
     assert not any("MINIO_ROOT" in k for k in environment(compose["services"]["code-location"]))
 
 
@@ -330,3 +339,28 @@ def test_minio_init_runs_under_posix_sh(tmp_path, object_lock, versioning):
         resources = {r for st in rendered["Statement"] for r in
                      (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
         assert resources and all(r.startswith("arn:aws:s3:::team-lake") for r in resources), resources
+
+
+def test_data_server_serves_the_code_locations_lake(compose):
+    """The data-server runs `lake serve` on the lake the pipelines write (same volume, same bucket), off
+    loopback inside the network, so it needs tokens: the ones in .env, which the code accepts."""
+    from lake_assets.cli import build_parser
+    from lake_resources.serve.auth import TokenStore, check_bind
+    from lake_resources.settings import LakeSettings
+
+    services = compose["services"]
+    server, code = services["data-server"], services["code-location"]
+    args = build_parser().parse_args(server["command"][1:])
+    assert server["command"][0] == "lake" and args.command == "serve"
+    assert args.port == published(server)[0][2] and args.host == "0.0.0.0"
+    env, code_env = environment(server), environment(code)
+    for key in ("LAKE_HOME", "LAKE_S3_ENDPOINT", "LAKE_S3_BUCKET", "LAKE_S3_PREFIX", "LAKE_S3_REGION"):
+        assert env[key] == code_env[key], key
+    assert [m for m in server["volumes"] if m.endswith(":" + env["LAKE_HOME"])] == [f"lake-data:{env['LAKE_HOME']}"]
+    tokens = TokenStore.load(env=env)  # the example tokens parse (name:scope:token, 16+ characters)
+    assert len(tokens) >= 1
+    check_bind(args.host, tokens)  # with tokens, binding 0.0.0.0 in the container is allowed
+    assert LakeSettings.from_env(env).cold_root == LakeSettings.from_env(code_env).cold_root
+    assert "8787" in (DEPLOY / "Dockerfile").read_text()
+    health = " ".join(server["healthcheck"]["test"])
+    assert f"127.0.0.1:{args.port}/health" in health

@@ -233,4 +233,5 @@ def test_lake_generate_prints_plain_text_or_json(tmp_path):
     as_json = run_lake([*base, "--out", str(tmp_path / "b"), "--json"], {"LAKE_HOME": str(tmp_path / "lake")}, tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     summary = json.loads(as_json.stdout)
-    assert summary["files_written"] == 24 and set(summary["ticks"]) == {"EURUSD|2019-02-04"}
+    # 24 BI5 hours, the same 24 hours in the JSON data API layout, and its BID/ASK minute, hour and day candles
+    assert summary["files_written"] == 24 + 24 + 2 * 3 and set(summary["ticks"]) == {"EURUSD|2019-02-04"}

@@ -264,6 +264,7 @@ def test_backfill_takes_over_when_the_daemon_stops_heart_beating(lake_env, monke
     from dagster._daemon.types import DaemonHeartbeat
 
     monkeypatch.setenv("LAKE_DUKASCOPY_URL", datafeed_dir.as_uri())
+    monkeypatch.setenv("LAKE_DUKASCOPY_FEED", "datafeed")
     lines: list[str] = []
     stopped = threading.Event()
 

@@ -244,11 +244,12 @@ def research_ui(tmp_path_factory, datafeed_dir):
     (specs / "cross.json").write_text('{"name": "cross", "version": 1, "kind": "ma_crossover", '
                                       '"params": {"fast": 5, "slow": 30}}')
     settings = LakeSettings(home=root / "lake", symbols=("EURUSD", "XAUUSD", "AAPL"))
-    resources = {**defs.resources, **lake_resources_for(settings, dukascopy_url=feed.as_uri())}
+    resources = {**defs.resources, **lake_resources_for(settings, dukascopy_url=feed.as_uri(),
+                                                                  dukascopy_feed="datafeed")}
     job = dg.Definitions(assets=list(defs.assets), asset_checks=list(defs.asset_checks),
                          resources=resources).resolve_implicit_global_asset_job_def()
     env = {"DAGSTER_HOME": str(dagster_home), "LAKE_HOME": str(settings.home_abs), "LAKE_STRATEGIES": str(specs),
-           "LAKE_DUKASCOPY_URL": feed.as_uri(), "LAKE_SYMBOLS": "EURUSD,XAUUSD,AAPL"}
+           "LAKE_DUKASCOPY_URL": feed.as_uri(), "LAKE_DUKASCOPY_FEED": "datafeed", "LAKE_SYMBOLS": "EURUSD,XAUUSD,AAPL"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

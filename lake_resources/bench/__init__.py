@@ -7,7 +7,8 @@ that misses its target is shown as **MISSED**. The full run also reports how our
 day to all days (cost per tick should stay flat); ``--quick`` runs small data in under a minute.
 
 Modules: :mod:`.core` (sizes, timing, rendering), :mod:`.workspace` (the data), one module per
-figure group (:mod:`.codec`, :mod:`.bars`, :mod:`.backtest`, :mod:`.reads`, :mod:`.backfill`),
+figure group (:mod:`.codec`, :mod:`.bars`, :mod:`.backtest`, :mod:`.reads`, :mod:`.serve`,
+:mod:`.backfill`),
 :mod:`.pipeline` (the ingest graph as plain calls), :mod:`.peakmem` (the peak-memory subprocess).
 The Dagster side of the backfill figure is handed in (``dagster_backfill``): the library never imports
 the Dagster layer (``lake_assets.bench_dagster`` holds it).
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BenchConfig", "Figure", "FIGURE_IDS", "cli_bench", "run_bench", "render_report"]
 
-_GROUPS = ("codec", "bars", "backtest", "reads", "backfill")
+_GROUPS = ("codec", "bars", "backtest", "reads", "serve", "backfill")
 
 
 def _group_module(name: str):
@@ -47,6 +48,7 @@ FIGURE_IDS: tuple[str, ...] = (
     "bars_vs_pandas", "bars_vs_numpy", "bars_parquet_vs_duckdb",
     "backtest_vs_loop",
     "client_day", "client_hour_in_month", "sql_month",
+    "serve_day", "serve_hour", "serve_clients_8", "serve_load_16",
     "dagster_backfill", "peak_memory",
 )
 

@@ -49,6 +49,8 @@ def inventory(lake: Lake, spec: DatasetSpec, tiers: Iterable[Tier] = TIER_PREFER
         store = lake.tier(tier)
         if tier is Tier.COLD:
             daily, months = store.catalogue(spec)
+            if store.record is not None:
+                store.record.listed(spec, None, daily, months)
         else:
             daily, months = store.list(spec), []
         manifests = store.manifests(spec, daily)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lake_resources.cold_record import unreachable_reason
 from lake_resources.datasets import DATASETS, TIER_PREFERENCE, Partition, Tier, dataset_spec, partition_label
 from lake_resources.lifecycle.compaction import compact
 from lake_resources.lifecycle.copies import _date_of, inventory
@@ -48,19 +50,22 @@ class StorageReport:
     interrupted: list[dict]  # partitions held by more than one tier (an interrupted move; re-run migrate)
     temp_files: TempSweep | None = None  # leftovers of interrupted writes (stale: the next migration removes them)
     temp_files_error: str | None = None  # why they could not be listed (e.g. a read-only S3 key)
+    tier_errors: dict[str, str] = field(default_factory=dict)  # tiers left out, e.g. {"cold": "unreachable: ..."}
 
     def totals(self) -> dict[str, dict[str, int]]:
         out = {t.value: {"partitions": 0, "rows": 0, "bytes": 0} for t in TIER_PREFERENCE}
         for u in self.usage:
             for key in ("partitions", "rows", "bytes"):
                 out[u.tier][key] += getattr(u, key)
+        for tier, error in self.tier_errors.items():
+            out[tier] = {"partitions": None, "rows": None, "bytes": None, "error": error}
         return out
 
     def as_dict(self) -> dict:
         return {"datasets": [u.as_dict() for u in self.usage], "totals": self.totals(),
                 "hot_disk": self.hot_disk, "interrupted_moves": self.interrupted,
                 "temp_files": self.temp_files.as_dict() if self.temp_files else None,
-                "temp_files_error": self.temp_files_error}
+                "temp_files_error": self.temp_files_error, "tier_errors": self.tier_errors}
 
 
 def hot_disk(lake: Lake, policy: LifecyclePolicy) -> dict:
@@ -80,9 +85,19 @@ def storage_report(lake: Lake, policy: LifecyclePolicy | None = None, datasets: 
     names = sorted(DATASETS) if datasets is None else [dataset_spec(n).name for n in datasets]
     usage: list[TierUsage] = []
     interrupted: list[dict] = []
+    tiers, tier_errors = list(TIER_PREFERENCE), {}
     for name in names:
         spec = dataset_spec(name)
-        inv = inventory(lake, spec)
+        try:
+            inv = inventory(lake, spec, tiers)
+        except Exception as exc:
+            reason = unreachable_reason(exc) if lake.settings.cold_is_s3 and Tier.COLD in tiers else None
+            if reason is None:
+                raise
+            # The S3 cold tier is down: report hot and warm (and a local raw zone) without it.
+            tier_errors["cold"] = lake.settings.redact(f"unreachable: {lake.settings.s3_endpoint}: {reason}")
+            tiers.remove(Tier.COLD)
+            inv = inventory(lake, spec, tiers)
         per_tier: dict[Tier, TierUsage] = {}
         months: dict[Tier, set] = {}
         for p, copies in inv.items():
@@ -106,9 +121,9 @@ def storage_report(lake: Lake, policy: LifecyclePolicy | None = None, datasets: 
             u.month_files = len(months[Tier.COLD])
             u.bytes += sum(files[k].bytes for k in months[Tier.COLD] if k in files)
         usage.extend(per_tier[t] for t in TIER_PREFERENCE if t in per_tier)
-    report = StorageReport(usage, hot_disk(lake, policy), interrupted)
+    report = StorageReport(usage, hot_disk(lake, policy), interrupted, tier_errors=tier_errors)
     try:
-        report.temp_files = lake.find_temp_files()
+        report.temp_files = lake.find_temp_files(local_only=bool(tier_errors))
     except LakeStorageError as exc:  # the rest of the report stands (a read-only key cannot list uploads)
         report.temp_files_error = lake.settings.redact(str(exc))
     return report
@@ -125,6 +140,9 @@ def format_storage(report: StorageReport) -> str:
         lines.append("(the lake is empty)")
     lines.append("")
     for tier, t in report.totals().items():
+        if t.get("error"):
+            lines.append(f"{tier:5} total: {t['error']}")
+            continue
         lines.append(f"{tier:5} total: {t['partitions']:,} partitions, {t['rows']:,} rows, {_human(t['bytes'])}")
     d = report.hot_disk
     warn = "  WARNING: below the threshold" if d["warning"] else ""
@@ -246,4 +264,6 @@ def cli_storage(settings: LakeSettings, args) -> int:
         print(json.dumps(report.as_dict(), indent=1, default=str))
     else:
         print(format_storage(report))
-    return 0
+    for tier, error in report.tier_errors.items():
+        print(f"lake storage: {tier} tier {error}", file=sys.stderr)
+    return 1 if report.tier_errors else 0

@@ -49,6 +49,8 @@ from lake_resources.storage.layout import (
     MANIFEST_FILE,
     MANIFEST_TABLE,
     MONTH_FIELD,
+    ColdTierUnreachable,
+    ColdTierUnreachableWarning,
     LakeStorageError,
     MonthFile,
     PartitionInfo,
@@ -62,7 +64,7 @@ from lake_resources.storage.warm_tier import WarmTier
 
 __all__ = [
     "DATA_FILE", "MANIFEST_FILE", "MANIFEST_TABLE", "MAX_PROBED_PARTITIONS", "MONTH_FIELD", "PARTITION_LOCK_FILES",
-    "PARTITION_LOCK_TIMEOUT_SECONDS", "ROW_GROUP_ROWS", "TEMP_FILE_MIN_AGE_SECONDS", "Lake", "LakeStorageError",
+    "PARTITION_LOCK_TIMEOUT_SECONDS", "ROW_GROUP_ROWS", "TEMP_FILE_MIN_AGE_SECONDS", "ColdTierUnreachable", "ColdTierUnreachableWarning", "Lake", "LakeStorageError",
     "LocalArea", "Located", "MonthFile", "ParquetTier", "PartitionInfo", "PartitionLocks", "PartitionNotFound",
     "TempFile", "TempSweep", "WarmTier", "_column_encodings", "cast_to_schema", "day_bounds", "encode_parquet",
     "encode_parquet_days", "is_compactable", "is_temp_name", "prepare_frame", "sha256", "temp_path_for",

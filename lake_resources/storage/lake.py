@@ -4,6 +4,7 @@ in the tiers, nowhere else."""
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -13,6 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lake_resources.cold_record import ColdOutage, ColdRecord, unreachable_reason
 from lake_resources.datasets import (
     TIER_PREFERENCE,
     DatasetSpec,
@@ -26,6 +28,8 @@ from lake_resources.settings import LakeSettings
 from lake_resources.storage.atomic import TEMP_FILE_MIN_AGE_SECONDS, LocalArea, TempSweep
 from lake_resources.storage.encoding import encode_parquet, prepare_frame, sha256
 from lake_resources.storage.layout import (
+    ColdTierUnreachable,
+    ColdTierUnreachableWarning,
     LakeStorageError,
     MonthFile,
     PartitionInfo,
@@ -64,6 +68,7 @@ class Lake:
                                     else polars_storage_options(settings),
                                     label=f"cold tier ({settings.cold_root} at {settings.s3_endpoint})")
             self.raw = ParquetTier(Tier.COLD, settings.raw_root, fs=fs, label=f"raw zone ({settings.raw_root} at {settings.s3_endpoint})")
+            self.cold.record = ColdRecord(settings.home_abs)
         else:
             self.cold = ParquetTier(Tier.COLD, settings.cold_root)
             self.raw = ParquetTier(Tier.COLD, settings.raw_root, label=f"raw zone ({settings.raw_root})")
@@ -102,14 +107,17 @@ class Lake:
     def _leftover_stores(self) -> tuple[ParquetTier | LocalArea, ...]:
         return (self.hot, self.cold, self.raw, self.download_cache, self.landing)
 
-    def find_temp_files(self, min_age_seconds: float = TEMP_FILE_MIN_AGE_SECONDS, now: float | None = None) -> TempSweep:
+    def find_temp_files(self, min_age_seconds: float = TEMP_FILE_MIN_AGE_SECONDS, now: float | None = None,
+                        local_only: bool = False) -> TempSweep:
         """Leftovers of interrupted writes in the hot and cold tiers, the raw zone, the download cache
-        and the local landing area, stale or fresh."""
+        and the local landing area, stale or fresh (``local_only``: not those on S3, e.g. while it is down)."""
         if min_age_seconds < 0:
             raise LakeValidationError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
         found = TempSweep(min_age_seconds)
         seen: set[str] = set()  # LAKE_LANDING may be set inside another area: count each leftover once
         for store in self._leftover_stores():
+            if local_only and not getattr(store, "is_local", True):
+                continue
             for temp in store.temp_files(now):
                 if temp.uri not in seen:
                     seen.add(temp.uri)
@@ -201,31 +209,52 @@ class Lake:
     # catalogue ----------------------------------------------------------------
     def locate(self, dataset: str | DatasetSpec, symbols: Iterable[str] | None = None,
                start: date | None = None, end: date | None = None,
-               tier: Tier | str | None = None) -> list[Located]:
+               tier: Tier | str | None = None, *, cold_outages: list[ColdOutage] | None = None) -> list[Located]:
         """Each partition once, in the fastest tier that holds it, pruned by symbol and date range.
 
-        In the cold tier a daily file shadows the month file's copy of the same day."""
+        In the cold tier a daily file shadows the month file's copy of the same day. When the S3 cold
+        tier is unreachable, the lake's ``ColdRecord`` plans the read: partitions it says only cold
+        holds raise ``ColdTierUnreachable`` naming them; with none, hot and warm answer with a
+        ``ColdTierUnreachableWarning``. A caller passing ``cold_outages`` gets the ``ColdOutage``
+        appended instead (no error, no warning) and deals with it (``LakeClient.sql``'s tripwires)."""
         spec = dataset if isinstance(dataset, DatasetSpec) else dataset_spec(dataset)
         symbols = list(symbols) if symbols is not None else None
         tiers = [Tier.parse(tier)] if tier is not None else list(TIER_PREFERENCE)
         chosen: dict[Partition, tuple[Tier, str | None]] = {}
 
-        def consider(p: Partition, t: Tier, month: str | None) -> None:
-            if p in chosen:
-                return
+        def wanted(p: Partition) -> bool:
             fields = dict(p)
             if "date" in fields:
                 d = date.fromisoformat(fields["date"])
                 if (start and d < start) or (end and d > end):
-                    return
-            if symbols is not None and "symbol" in fields and fields["symbol"] not in symbols:
-                return
-            chosen[p] = (t, month)
+                    return False
+            return symbols is None or "symbol" not in fields or fields["symbol"] in symbols
+
+        def consider(p: Partition, t: Tier, month: str | None) -> None:
+            if p not in chosen and wanted(p):
+                chosen[p] = (t, month)
 
         days = (start, end) if start is not None and end is not None else None
         for t in tiers:
             if t is Tier.COLD:
-                daily, months = self.cold.catalogue(spec, symbols, days)
+                try:
+                    daily, months = self.cold.catalogue(spec, symbols, days)
+                except Exception as exc:
+                    reason = unreachable_reason(exc) if self.cold.record is not None and tier is None else None
+                    if reason is None:
+                        raise
+                    record = self.cold.record
+                    outage = ColdOutage(spec.name, self.cold.label, reason, record.listed_at(spec, symbols),
+                                        [p for p in record.held(spec) if wanted(p) and p not in chosen])
+                    if cold_outages is not None:
+                        cold_outages.append(outage)
+                    elif outage.needed:
+                        raise ColdTierUnreachable(outage.error()) from exc
+                    else:
+                        warnings.warn(outage.warning(), ColdTierUnreachableWarning, stacklevel=3)
+                    continue
+                if self.cold.record is not None:  # a live listing is the truth: the record follows it
+                    self.cold.record.listed(spec, symbols, daily, months)
                 for p in daily:
                     consider(p, t, None)
                 for month_file in months:

@@ -21,6 +21,14 @@ class LakeStorageError(RuntimeError):
     """A storage operation failed; the message says which tier, dataset and partition."""
 
 
+class ColdTierUnreachable(LakeStorageError):
+    """The S3 cold tier is down and a read needs partitions only it holds (``ColdOutage.error``)."""
+
+
+class ColdTierUnreachableWarning(UserWarning):
+    """A read answered from hot and warm while the S3 cold tier was down (``ColdOutage.warning``)."""
+
+
 class PartitionNotFound(LakeStorageError):
     pass
 

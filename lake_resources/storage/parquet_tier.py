@@ -60,6 +60,7 @@ class ParquetTier:
         self.fs = fs
         self.storage_options = storage_options
         self.label = label or f"{tier.value} tier ({self.root})"
+        self.record = None  # the S3 cold tier's ColdRecord (cold_record.py), kept by every change made here
 
     # paths -------------------------------------------------------------------
     def dir_of(self, spec: DatasetSpec, partition: Partition) -> str:
@@ -98,6 +99,8 @@ class ParquetTier:
         manifest_path = f"{self.dir_of(spec, partition)}/{MANIFEST_FILE}"
         manifest = info.as_dict() | {"schema": _schema_json(df)}
         previous = self.manifest(spec, partition)
+        if self.record is not None:  # before the upload: the record may over-claim, never miss a copy
+            self.record.wrote_daily(spec, partition, df.columns)
         # The manifest goes first and names both versions, so a crash before, between or after the
         # data swap always leaves data that matches an entry of its manifest.
         staged = manifest | {"superseded": [_manifest_entry(previous)]} if previous else manifest
@@ -298,7 +301,12 @@ class ParquetTier:
         return uri
 
     def write_month_manifest(self, spec: DatasetSpec, symbol: str, month: str, manifest: dict) -> MonthFile:
+        days = sorted(manifest.get("dates", {}))
+        if self.record is not None:  # the days of either version, until the new manifest is in place
+            self.record.wrote_month(spec, symbol, month, days, keep=True)
         self._put_atomic(f"{self.month_dir(spec, symbol, month)}/{MANIFEST_FILE}", json.dumps(manifest, indent=1).encode())
+        if self.record is not None:
+            self.record.wrote_month(spec, symbol, month, days)
         return MonthFile(spec.name, symbol, month, self.month_uri(spec, symbol, month), manifest)
 
     def read_month_bytes(self, month_file: MonthFile) -> bytes:
@@ -337,6 +345,8 @@ class ParquetTier:
         """Data first (a manifest without data serves nothing), then the manifest."""
         directory = self.month_dir(spec, symbol, month)
         self._remove_files(spec, directory)
+        if self.record is not None:
+            self.record.deleted_month(spec, symbol, month)
 
     def _find_data_files(self, prefix: str) -> Iterator[str]:
         if self.is_local:
@@ -357,6 +367,8 @@ class ParquetTier:
     def delete(self, spec: DatasetSpec, partition: Partition) -> None:
         """Remove a partition: data first (so it disappears at once), then its manifest."""
         self._remove_files(spec, self.dir_of(spec, partition))
+        if self.record is not None:
+            self.record.deleted_daily(spec, partition)
 
     def _remove_files(self, spec: DatasetSpec, directory: str) -> None:
         for name in (DATA_FILE, MANIFEST_FILE):

@@ -34,6 +34,7 @@ DAYS = ["2019-02-04", "2019-02-05", "2019-02-06"]
 GROUPS = {
     "test_kill": "faults",
     "test_outage": "faults",
+    "test_s3_outage_reads": "faults",
     "test_concurrency": "faults",
     "test_backfill_restart": "faults",
     "test_backfill_stuck": "faults",

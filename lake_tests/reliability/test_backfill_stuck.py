@@ -110,7 +110,7 @@ def test_run_worker_killed_holding_the_warm_pool_slot_does_not_block_the_next_ba
     ``warm_writer`` pool slot: that backfill fails, and a second ``lake backfill`` of the same range
     completes unattended (the dead run's slot is freed), with ticks and bars equal to a clean run."""
     home, dagster_home = _prepared_home(tmp_path)
-    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed),
+    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed), "LAKE_DUKASCOPY_FEED": "datafeed",
                      "DAGSTER_HOME": str(dagster_home)})
     instance = _instance(dagster_home)
     started: list[int] = []
@@ -157,7 +157,7 @@ def test_backfill_killed_with_its_run_worker_and_code_server_does_not_block_the_
     ``lake backfill`` notices the worker is gone, marks the run failed, frees the slot and completes,
     with ticks and bars equal to a clean run."""
     home, dagster_home = _prepared_home(tmp_path)
-    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed),
+    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed), "LAKE_DUKASCOPY_FEED": "datafeed",
                      "DAGSTER_HOME": str(dagster_home)})
     instance = _instance(dagster_home)
     first = subprocess.Popen(_backfill_args(), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
@@ -201,7 +201,7 @@ def test_backfill_after_the_ui_stopped_does_not_wait_for_its_stale_daemon(tmp_pa
     instance = _instance(dagster_home)
     _heartbeat(instance, 600)
     instance.dispose()
-    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed),
+    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed), "LAKE_DUKASCOPY_FEED": "datafeed",
                      "DAGSTER_HOME": str(dagster_home)})
     args = [str(BIN / "lake"), "backfill", "--start", DAYS[0], "--end", DAYS[0], "--symbols", "EURUSD",
             "--select", "raw_dukascopy,ticks"]
@@ -220,7 +220,7 @@ def test_backfill_that_makes_no_progress_says_what_is_stuck_and_exits(tmp_path, 
     instance = _instance(dagster_home)
     _heartbeat(instance, 0)
     instance.dispose()
-    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed),
+    env = child_env({"LAKE_HOME": str(home), "LAKE_DUKASCOPY_URL": str(three_day_datafeed), "LAKE_DUKASCOPY_FEED": "datafeed",
                      "DAGSTER_HOME": str(dagster_home)})
     args = [str(BIN / "lake"), "backfill", "--start", DAYS[0], "--end", DAYS[0], "--symbols", "EURUSD",
             "--select", "raw_dukascopy,ticks", "--stall-timeout", "5"]
