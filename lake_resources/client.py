@@ -21,8 +21,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
 from lake_resources.cold_record import ColdOutage
+from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
 from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.sql_help import datasets_table, is_show_tables, with_dataset_hint
