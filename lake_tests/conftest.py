@@ -60,6 +60,24 @@ def bars_1m(day_ticks):
 # ---------------------------------------------------------------------------------------------
 # Lakes on real parts
 # ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# The reliability tally under pytest-xdist (scripts/test.sh runs workers): each worker writes its part,
+# the controller (no ``workerinput``) merges them once every worker is done.
+# ---------------------------------------------------------------------------------------------
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):
+        from lake_tests.reliability import tally
+
+        tally.clear_parts()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not hasattr(session.config, "workerinput"):
+        from lake_tests.reliability import tally
+
+        tally.merge_parts()
+
+
 import itertools  # noqa: E402
 
 from lake_tests.s3server import S3Server  # noqa: E402

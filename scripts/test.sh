@@ -19,4 +19,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 # Lint first (pyproject.toml [tool.ruff]): a dirty tree fails the run before any test.
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+# Most tests wait on subprocesses, servers and Dagster runs rather than compute, so several pytest-xdist
+# workers share the 2 cores well (one file per worker: module fixtures stay per file).
+# LAKE_TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -n "${LAKE_TEST_WORKERS:-4}" --dist loadfile "$@"

@@ -10,23 +10,21 @@ or was given, are gone or wrong), so the README tally can be refreshed from it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from lake_tests import s3server
+from lake_tests.reliability import tally
 from lake_tests.s3server import S3Server
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-TALLY_PATH = REPO_ROOT / "lake_tests" / "_artifacts" / "reliability_tally.json"
 FIXTURE_KEY = "2019-02-04|EURUSD"
 #: A three-day range: the real fixture day filed under three consecutive dates.
 DAYS = ["2019-02-04", "2019-02-05", "2019-02-06"]
@@ -96,27 +94,11 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     ran = [e for e in _TALLY.values() if e["outcome"] != "not run"]
-    if not ran:
-        return
-    failed = [e for e in ran if e["outcome"] == "failed"]
-    summary = {
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "scenarios_tried": len(ran),
-        "survived": sum(e["outcome"] == "survived" for e in ran),
-        "failed": len(failed),
-        "skipped": sum(e["outcome"] == "skipped" for e in ran),
-        "data_lost": sum(e["asserts_no_data_loss"] for e in failed),
-        "by_group": {
-            group: {
-                "tried": sum(e["group"] == group for e in ran),
-                "survived": sum(e["group"] == group and e["outcome"] == "survived" for e in ran),
-            }
-            for group in sorted({e["group"] for e in ran})
-        },
-        "scenarios": sorted(ran, key=lambda e: e["id"]),
-    }
-    TALLY_PATH.parent.mkdir(parents=True, exist_ok=True)
-    TALLY_PATH.write_text(json.dumps(summary, indent=1) + "\n")
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    if worker is not None:  # a pytest-xdist worker: the controller merges the parts (lake_tests/conftest.py)
+        tally.write_part(worker, ran)
+    elif ran:
+        tally.write_tally(ran)
 
 
 # ---------------------------------------------------------------------------------------------
