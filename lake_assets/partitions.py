@@ -33,7 +33,7 @@ def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
 
 #: Assets fed by the Dukascopy datafeed alone: a vendor-only symbol (e.g. AAPL) has nothing there, so
 #: ``lake demo`` and ``lake backfill`` never plan these partitions for it (no empty tick partitions).
-DUKASCOPY_ONLY_ASSETS = frozenset({"raw_dukascopy", "ticks"})
+DUKASCOPY_ONLY_ASSETS = frozenset({"raw_dukascopy", "ticks", "vendor_candles_1m", "vendor_candles_1h", "vendor_candles_1d"})
 
 
 def symbol_has_asset(asset_name: str, symbol: str) -> bool:

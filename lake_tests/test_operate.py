@@ -410,10 +410,10 @@ def test_demo_gives_a_vendor_symbol_no_dukascopy_partitions(lake_env):
     day = "2019-02-15"
     lake = Lake(settings)
     with dg.DagsterInstance.get() as instance:
-        for key in ("raw_dukascopy", "ticks"):
+        for key in ("raw_dukascopy", "ticks", "vendor_candles_1m", "vendor_candles_1h", "vendor_candles_1d"):
             assert instance.get_materialized_partitions(dg.AssetKey(key)) == {f"{day}|EURUSD"}, key
         assert instance.get_materialized_partitions(dg.AssetKey("bars_1m")) == {f"{day}|EURUSD", f"{day}|AAPL"}
-    for dataset in ("raw_dukascopy", "ticks"):
+    for dataset in ("raw_dukascopy", "ticks", "vendor_candles_1m", "vendor_candles_1h", "vendor_candles_1d"):
         assert lake.find(dataset, (("symbol", "AAPL"), ("date", day))) is None, dataset
     assert lake.read_partition("bars_1m", (("symbol", "AAPL"), ("date", day))).height > 0
     lines.clear()
