@@ -20,7 +20,7 @@ def dagster_backfill(lake_home: Path, feed_dir: Path, symbol: str, days: list[da
         warnings.simplefilter("ignore", dg.PreviewWarning)
         from lake_assets.definitions import defs
     from lake_assets.partitions import date_symbol_partitions
-    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+    from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 
     symbols = date_symbol_partitions.get_partitions_def_for_dimension("symbol").get_partition_keys()
     if symbol not in symbols:

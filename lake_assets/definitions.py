@@ -12,7 +12,8 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from lake_assets import canonical, ingest, lifecycle, operations, research
+from lake_assets import automation as operations
+from lake_assets import canonical, ingest, lifecycle, research
 from lake_assets.resources import RESOURCES
 
 # with_operations: the daily schedule, automation conditions and freshness policies (operations/).

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lake_resources.datasets import Tier, dataset_spec
-from lake_resources.resources import DATASET_KEY, TIER_KEY
+from lake_resources.catalog.datasets import Tier, dataset_spec
+from lake_resources.dagster_io import DATASET_KEY, TIER_KEY
 
 OWNERS = ["team:quant-data"]
 _KINDS = {Tier.HOT: {"parquet", "polars"}, Tier.WARM: {"duckdb", "polars"}, Tier.COLD: {"parquet", "s3"}}

@@ -40,7 +40,7 @@ def symbol_has_asset(asset_name: str, symbol: str) -> bool:
     """Does ``symbol`` have partitions of the asset ``asset_name`` (False: a vendor symbol's ticks)?"""
     if asset_name not in DUKASCOPY_ONLY_ASSETS:
         return True
-    from lake_resources.instruments import UnknownSymbolError, instrument
+    from lake_resources.catalog.instruments import UnknownSymbolError, instrument
 
     try:
         return instrument(symbol).source == "dukascopy"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.lakeconfig import read_lake_config
-from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.settings import (
     DEFAULT_DUKASCOPY_API,
     DEFAULT_DUKASCOPY_FEED,

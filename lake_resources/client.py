@@ -15,15 +15,15 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from lake_resources.cold_record import ColdOutage
-from lake_resources.damage import Damage, PartitionDamaged, quick_check, warn_skipped
-from lake_resources.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
+from lake_resources.catalog.datasets import DATASETS, DatasetSpec, Tier, dataset_spec
+from lake_resources.catalog.validation import LakeValidationError, TimeLike, time_bound, validate_symbol
+from lake_resources.lifecycle.damage import quick_check
 from lake_resources.settings import LakeSettings
 from lake_resources.sql_help import datasets_table, is_show_tables, with_dataset_hint
 from lake_resources.sqlsafe import check_read_only, lock_down, sql_path
@@ -34,29 +34,12 @@ from lake_resources.storage import (
     Located,
     cast_to_schema,
 )
-from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
-
-TimeLike = str | date | datetime
+from lake_resources.storage.cold_record import ColdOutage
+from lake_resources.storage.layout import Damage, PartitionDamaged, warn_skipped
 
 
 class QueryTimeout(RuntimeError):
     """A SQL query ran past its time limit and was stopped."""
-
-
-def _to_datetime(value: TimeLike, *, end: bool) -> datetime:
-    """A date (``YYYY-MM-DD``) as a bound covers the whole day; datetimes are taken as UTC."""
-    if isinstance(value, str):
-        if len(value) == 10:
-            value = parse_date(value)
-        else:
-            try:
-                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                raise LakeValidationError(f"invalid time {value!r}: use YYYY-MM-DD or ISO 8601") from None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    start = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    return start + timedelta(days=1) if end else start
 
 
 class LakeClient:
@@ -87,8 +70,8 @@ class LakeClient:
         if isinstance(symbols, str):
             symbols = [symbols]
         syms = self.check_symbols(spec.name, symbols) if symbols is not None else None
-        lo = _to_datetime(start, end=False).date() if start is not None else None
-        hi = (_to_datetime(end, end=True) - timedelta(microseconds=1)).date() if end is not None else None
+        lo = time_bound(start, end=False).date() if start is not None else None
+        hi = (time_bound(end, end=True) - timedelta(microseconds=1)).date() if end is not None else None
         return self.lake.locate(spec, syms, lo, hi, tier)
 
     def check_symbols(self, dataset: str, symbols: Iterable[str]) -> list[str]:
@@ -128,8 +111,8 @@ class LakeClient:
         if isinstance(symbols, str):
             symbols = [symbols]
         located = self.partitions(dataset, symbols=symbols, start=start, end=end, tier=tier)
-        t0 = _to_datetime(start, end=False) if start is not None else None
-        t1 = _to_datetime(end, end=True) if end is not None else None
+        t0 = time_bound(start, end=False) if start is not None else None
+        t1 = time_bound(end, end=True) if end is not None else None
         if lazy:
             return self._read_located(spec, located, t0, t1, columns)
         try:
@@ -205,7 +188,7 @@ class LakeClient:
             params.append([partition_key_value(l.partition) for l in locs])
             days = sorted(dict(l.partition)["date"] for l in locs) if "date" in spec.partition_by else []
             if days:  # also bound the time range, so DuckDB can skip row groups by zone maps
-                lo, hi = _to_datetime(days[0], end=False), _to_datetime(days[-1], end=True)
+                lo, hi = time_bound(days[0], end=False), time_bound(days[-1], end=True)
                 t0 = max(t0, lo) if t0 else lo
                 t1 = min(t1, hi) if t1 else hi
         if spec.time_column and t0 is not None:
@@ -255,7 +238,7 @@ class LakeClient:
                 self.lake.warm.attach_read_only(con, "warm")
                 con.execute("USE warm")
             if self.settings.cold_is_s3:
-                from lake_resources.s3 import configure_duckdb_s3
+                from lake_resources.storage.s3 import configure_duckdb_s3
 
                 configure_duckdb_s3(con, self.settings)
             for name, view in views.items():
@@ -472,7 +455,7 @@ def _day_runs(days: Iterable[str]) -> list[tuple[datetime, datetime]]:
             runs[-1][1] = d
         else:
             runs.append([d, d])
-    return [(_to_datetime(a, end=False), _to_datetime(b, end=True)) for a, b in runs]
+    return [(time_bound(a, end=False), time_bound(b, end=True)) for a, b in runs]
 
 
 def days_filter(time_column: str, days: Iterable[str]) -> pl.Expr:

@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from lake_resources.validation import LakeValidationError
+from lake_resources.catalog.validation import LakeValidationError
 
 LAKE_CONFIG_NAME = "lake.toml"
 #: Variables that never come from the file: where the lake is, and secrets (environment only).
@@ -107,37 +106,3 @@ def write_lake_config(home: Path | str, known: Iterable[str], updates: Mapping[s
     os.replace(tmp, path)
     return path
 
-
-def record_demo_config(settings, symbols: str, start: date, say: Callable[[str], None] = print):
-    """Make the lake remember what the demo put in it (``LAKE_HOME/lake.toml``): its feed (the sample
-    files in the landing area, API and BI5 layouts), its first day and its symbols, so later commands (``lake
-    backfill``, ``lake ui``, ``dagster``) use them and the partitions fit the data. Values set in the
-    environment are not written (they win anyway); a window or symbol list already recorded grows."""
-    from lake_resources.settings import ENV_VARS
-    from lake_resources.validation import validate_symbol
-
-    requested = list(dict.fromkeys(validate_symbol(s) for s in symbols.split(",") if s.strip()))
-    if settings.source("LAKE_SYMBOLS") == ENVIRONMENT:
-        settings.require_symbols(requested)
-    updates: dict[str, str] = {}
-    recorded = settings.source("LAKE_SYMBOLS") not in (ENVIRONMENT, DEFAULT)
-    if settings.source("LAKE_SYMBOLS") != ENVIRONMENT:
-        have = list(settings.symbols) if recorded else []
-        updates["LAKE_SYMBOLS"] = ",".join(dict.fromkeys([*have, *requested]))
-    if settings.source("LAKE_START_DATE") != ENVIRONMENT:
-        first = start.isoformat()
-        recorded_start = settings.start_date if settings.source("LAKE_START_DATE") != DEFAULT else first
-        updates["LAKE_START_DATE"] = min(first, recorded_start)
-    # the demo's sample feed in both layouts: the JSON data API (the default feed) and BI5
-    if settings.source("LAKE_DUKASCOPY_API") == DEFAULT:
-        updates["LAKE_DUKASCOPY_API"] = str(settings.landing_root / "dukascopy-api")
-    if settings.source("LAKE_DUKASCOPY_URL") == DEFAULT:
-        updates["LAKE_DUKASCOPY_URL"] = str(settings.landing_root / "dukascopy")
-    current = {"LAKE_SYMBOLS": ",".join(settings.symbols), "LAKE_START_DATE": settings.start_date,
-               "LAKE_DUKASCOPY_URL": settings.dukascopy_url, "LAKE_DUKASCOPY_API": settings.dukascopy_api}
-    changed = {k: v for k, v in updates.items() if settings.source(k) == DEFAULT or v != current[k]}
-    if not changed:
-        return settings
-    path = write_lake_config(settings.home, ENV_VARS, changed)
-    say(f"lake config {path}: " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())))
-    return type(settings).from_env({**os.environ, "LAKE_HOME": str(settings.home_abs)})

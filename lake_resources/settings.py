@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lake_resources.catalog.validation import LakeValidationError, parse_date, validate_lake_home, validate_symbol
 from lake_resources.lakeconfig import DEFAULT, layered
-from lake_resources.validation import LakeValidationError, parse_date, validate_lake_home, validate_symbol
 
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL", "MSFT")
 DEFAULT_DUKASCOPY_URL = "https://datafeed.dukascopy.com/datafeed"
@@ -190,7 +190,7 @@ class LakeSettings:
         lake per ``stored``, e.g. a vendor symbol a landing sensor discovered); else one error saying which
         are unknown instruments and which are known but not ingested (with the command that adds them), so
         a typo is never a silent empty result."""
-        from lake_resources.instruments import catalogue
+        from lake_resources.catalog.instruments import catalogue
 
         symbols = list(dict.fromkeys(validate_symbol(s) for s in symbols))
         others = [s for s in symbols if s not in self.symbols and not (stored and stored(s))]
@@ -198,7 +198,7 @@ class LakeSettings:
         if unknown:
             raise LakeValidationError(
                 f"unknown instrument(s) {', '.join(unknown)}: not in the instrument catalogue "
-                "(lake_resources/instruments.json) and no data in this lake; check the spelling"
+                "(lake_resources/catalog/instruments.json) and no data in this lake; check the spelling"
             )
         if others:
             wanted = ",".join([*self.symbols, *others])

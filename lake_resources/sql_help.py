@@ -8,7 +8,7 @@ import re
 
 import polars as pl
 
-from lake_resources.datasets import DATASETS
+from lake_resources.catalog.datasets import DATASETS
 
 _SHOW_TABLES = re.compile(r"^\s*(show\s+(all\s+)?tables|\.tables)\s*;?\s*$", re.IGNORECASE)
 _MISSING = re.compile(r'Table with name "?([^\s"!]+)"? does not exist!(?:\s*Did you mean "[^"]*"\?)?', re.IGNORECASE)

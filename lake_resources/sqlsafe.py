@@ -41,7 +41,7 @@ import re
 
 import duckdb
 
-from lake_resources.validation import LakeValidationError
+from lake_resources.catalog.validation import LakeValidationError
 
 _READ_KINDS = {duckdb.StatementType.SELECT}
 _EXPLAIN = re.compile(r"^\s*explain\s+(?:analyze\s+)?(.*)$", re.IGNORECASE | re.DOTALL)

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from lake_resources import dukascopy_api as codec
+from lake_resources.sources.dukascopy import api_codec as codec
 
 
 def _completed(path: str, from_ms: int) -> str:

@@ -40,8 +40,8 @@ def day_ticks(datafeed_dir: Path):
     """The real EURUSD day 2019-02-04 (24 hourly files, 136,741 ticks), decoded and normalized."""
     from datetime import date
 
-    from lake_resources import bi5
-    from lake_resources.instruments import decimal_factor
+    from lake_resources.catalog.instruments import decimal_factor
+    from lake_resources.sources.dukascopy import bi5
     from lake_resources.transforms.ticks import normalize_ticks
 
     day = date(2019, 2, 4)
@@ -123,7 +123,7 @@ def api_layout_dir(tmp_path_factory, datafeed_dir) -> Path:
     EURUSD 2019-02-04 re-encoded (24 hours; BID/ASK minute, hour and day candles)."""
     from datetime import date
 
-    from lake_resources.api_layout import mirror_bi5_day
+    from lake_resources.sources.dukascopy.api_layout import mirror_bi5_day
 
     if not API_FIXTURES.is_dir():
         pytest.fail(f"real Dukascopy API fixtures not found at {API_FIXTURES}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_resources import bi5
+from lake_resources.sources.dukascopy import bi5
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

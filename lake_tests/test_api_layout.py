@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from lake_resources import bi5, ingest
-from lake_resources import dukascopy_api as codec
 from lake_resources.generate import generate
-from lake_resources.sources.dukascopy_api import DukascopyApiSource
+from lake_resources.sources.dukascopy import api_codec as codec
+from lake_resources.sources.dukascopy import bi5, ingest
+from lake_resources.sources.dukascopy.api import DukascopyApiSource
+from lake_resources.sources.dukascopy.candles import candles_frame, compare_bars
 from lake_resources.transforms.bars import minute_bars, rollup
-from lake_resources.vendor_candles import candles_frame, compare_bars
 
 FRI, SAT = date(2019, 2, 8), date(2019, 2, 9)
 

@@ -18,7 +18,6 @@ import polars as pl
 import pytest
 
 from lake_assets.bench_dagster import dagster_backfill
-from lake_resources import bi5
 from lake_resources.bench import FIGURE_IDS, BenchConfig, cli_bench, render_report, run_bench
 from lake_resources.bench.bars import (
     check_same_bars,
@@ -30,7 +29,8 @@ from lake_resources.bench.bars import (
 )
 from lake_resources.bench.codec import per_record_decode_day
 from lake_resources.bench.core import machine_info
-from lake_resources.instruments import decimal_factor
+from lake_resources.catalog.instruments import decimal_factor
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.storage import encode_parquet
 from lake_resources.transforms.bars import minute_bars
 from lake_resources.transforms.ticks import normalize_ticks

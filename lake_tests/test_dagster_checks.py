@@ -25,11 +25,11 @@ from lake_assets.canonical.checks import (
 from lake_assets.definitions import defs
 from lake_assets.metadata import dataset_metadata
 from lake_assets.partitions import date_symbol_partitions
-from lake_resources import bi5
-from lake_resources.datasets import Tier, dataset_spec
+from lake_resources.catalog.datasets import Tier, dataset_spec
+from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.generate import generate
 from lake_resources.lifecycle import compact_month, parse_policy
-from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.storage import DATA_FILE, Lake, ParquetTier, WarmTier, encode_parquet
 
 KEY = "2019-02-04|EURUSD"

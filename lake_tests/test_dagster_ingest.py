@@ -18,13 +18,13 @@ from lake_assets.definitions import defs
 from lake_assets.ingest.sensors import FEED_ASSETS, vendor_landing_sensor
 from lake_assets.ingest.vendor import ZSTD_MAGIC
 from lake_assets.partitions import date_symbol_partitions, discovered_symbols
+from lake_resources.catalog.instruments import catalogue
 from lake_resources.client import LakeClient
+from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.generate import DEFAULT_VENDOR, generate
-from lake_resources.instruments import catalogue
-from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
-from lake_resources.s3 import s3fs_kwargs
 from lake_resources.sources.vendor import decompress_pull, make_pull, pull_path, write_pull
 from lake_resources.storage import Lake
+from lake_resources.storage.s3 import s3fs_kwargs
 
 DAY = "2019-02-04"
 KEY = f"{DAY}|AAPL"

@@ -26,11 +26,11 @@ from lake_assets.research import assets as research_assets
 from lake_assets.research.assets import BACKTEST_OUTPUTS, build_features_asset, register_strategy_runs
 from lake_assets.research.sensors import strategy_specs_sensor
 from lake_resources.client import LakeClient
+from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.generate import generate
 from lake_resources.research import backtest as bt
 from lake_resources.research import features as fs
 from lake_resources.research import heuristics as hx
-from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.storage import encode_parquet
 
 SYMBOLS = ("EURUSD", "XAUUSD")
@@ -330,7 +330,7 @@ def test_leaderboard_ranks_every_run_by_sharpe_with_label_scores(research_lake: 
 
 def test_bad_labels_files_are_named_with_the_column_and_row(tmp_path: Path) -> None:
     from lake_assets.research.assets import load_labels
-    from lake_resources.validation import LakeValidationError
+    from lake_resources.catalog.validation import LakeValidationError
 
     path = tmp_path / "sweep.csv"
     path.write_text("time,symbol\n2019-02-04T10:00:00Z,EURUSD\n")

@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lake_resources import bi5, ingest
-from lake_resources import dukascopy_api as codec
-from lake_resources.sources.dukascopy import SourceError
-from lake_resources.sources.dukascopy_api import DukascopyApiSource
+from lake_resources.sources.dukascopy import api_codec as codec
+from lake_resources.sources.dukascopy import bi5, ingest
+from lake_resources.sources.dukascopy.api import DukascopyApiSource
+from lake_resources.sources.dukascopy.datafeed import SourceError
 from lake_tests.conftest import API_FIXTURES
 
 DAY = date(2019, 2, 4)
@@ -56,7 +56,7 @@ def test_golden_decode_of_the_api_candle_fixtures():
 
 
 def _api_day(datafeed_dir) -> list[bytes]:
-    from lake_resources.api_layout import bi5_hour_json
+    from lake_resources.sources.dukascopy.api_layout import bi5_hour_json
 
     return [bi5_hour_json((datafeed_dir / bi5.hour_path("EURUSD", h)).read_bytes(), h, 1e-05)
             for h in bi5.day_hours(DAY)]
@@ -213,7 +213,7 @@ def test_todays_partition_completed_hours_from_cache_current_hour_reread_rerun_f
 def test_raw_hours_stored_before_the_feed_column_read_as_datafeed_and_both_feeds_mix_in_a_day(tmp_path, datafeed_dir,
                                                                                               api_layout_dir):
     from lake_resources.settings import LakeSettings
-    from lake_resources.sources.dukascopy import DukascopySource
+    from lake_resources.sources.dukascopy.datafeed import DukascopySource
     from lake_resources.storage import Lake
 
     lake = Lake(LakeSettings(home=tmp_path / "lake"))

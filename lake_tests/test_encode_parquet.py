@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from lake_resources import bi5
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.storage import ROW_GROUP_ROWS, _column_encodings, encode_parquet
 from lake_resources.transforms.ticks import TICK_SCHEMA, normalize_ticks
 

@@ -16,9 +16,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from lake_resources import bi5
-from lake_resources.instruments import decimal_factor
+from lake_resources.catalog.instruments import decimal_factor
 from lake_resources.research import features as F
+from lake_resources.sources.dukascopy import bi5
 
 TS = pl.Datetime("ns", "UTC")
 

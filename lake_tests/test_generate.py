@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from lake_resources import bi5
-from lake_resources.calendar import Market, expected_hours, market_of, market_sessions, session_hours
+from lake_resources.catalog.calendar import Market, expected_hours, market_of, market_sessions, session_hours
+from lake_resources.catalog.instruments import UnknownSymbolError, decimal_factor
 from lake_resources.generate import generate, generate_day_payloads
-from lake_resources.instruments import UnknownSymbolError, decimal_factor
-from lake_resources.sources.dukascopy import DukascopySource
+from lake_resources.sources.dukascopy import bi5
+from lake_resources.sources.dukascopy.datafeed import DukascopySource
 from lake_resources.sources.vendor import LandingDirVendor
 
 FRI, SAT, SUN, MON = date(2024, 1, 5), date(2024, 1, 6), date(2024, 1, 7), date(2024, 1, 8)

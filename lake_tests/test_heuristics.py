@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lake_resources.catalog.validation import validate_partition_value
 from lake_resources.research import heuristics as H
-from lake_resources.validation import validate_partition_value
 from lake_tests.test_features import minute_bars, real_eurusd_ticks, shifted_day
 
 STRATEGIES = Path(__file__).resolve().parents[1] / "strategies"

@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lake_resources import quality
-from lake_resources.calendar import Market, expected_hours, market_of, trading_sessions
+from lake_resources.catalog.calendar import Market, expected_hours, market_of, trading_sessions
+from lake_resources.transforms import quality
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = timezone.utc
@@ -120,8 +120,8 @@ def test_without_a_synced_schedule_an_index_has_no_rule(monkeypatch, tmp_path):
 
 def test_sync_refuses_an_instrument_code_that_would_escape_its_path(tmp_path):
     """Codes become URL and file path segments: a hostile list entry is refused, the catalogue untouched."""
-    from lake_resources.instrument_sync import SyncError, sync
-    from lake_resources.sources.dukascopy_api import DukascopyApiSource
+    from lake_resources.sources.dukascopy.api import DukascopyApiSource
+    from lake_resources.sources.dukascopy.instrument_sync import SyncError, sync
 
     base = tmp_path / "api"
     base.mkdir()

@@ -6,7 +6,7 @@ import dagster as dg
 
 from lake_assets.definitions import defs
 from lake_resources.client import LakeClient
-from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.settings import LakeSettings
 
 RANGE = {"dagster/asset_partition_range_start": "2019-02-03|EURUSD",

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets.operate import record_demo_config
+from lake_assets.cli.demo import record_demo_config
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.lakeconfig import config_path
 from lake_resources.settings import DEFAULT_START_DATE, DEFAULT_SYMBOLS, LakeSettings
-from lake_resources.validation import LakeValidationError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAKE = str(Path(sys.executable).parent / "lake")

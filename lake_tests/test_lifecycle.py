@@ -17,9 +17,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from lake_resources import bi5
+from lake_resources.catalog.datasets import Tier, dataset_spec
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.client import LakeClient
-from lake_resources.datasets import Tier, dataset_spec
 from lake_resources.lifecycle import (
     REPO_POLICY_FILE,
     compact,
@@ -30,10 +30,10 @@ from lake_resources.lifecycle import (
     plan_compaction,
     storage_report,
 )
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.storage import Lake, encode_parquet, sha256
 from lake_resources.transforms.bars import minute_bars
 from lake_resources.transforms.ticks import normalize_ticks
-from lake_resources.validation import LakeValidationError
 from lake_tests.conftest import REPO_ROOT
 
 TICKS = dataset_spec("ticks")
@@ -406,7 +406,7 @@ def test_lake_storage_and_migrate_commands(lake_settings, day_ticks, day_bars, m
 
 def test_dagster_lifecycle_jobs_and_storage_health(lake_settings, day_ticks, day_bars, tmp_path, monkeypatch):
     from lake_assets.lifecycle import cold_compaction, defs, storage_health, tier_migration
-    from lake_resources.resources import LakeResource
+    from lake_resources.dagster_io import LakeResource
 
     lake = Lake(lake_settings)
     for d in DAYS[:2]:

@@ -12,8 +12,8 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
 from lake_resources.lifecycle import compact
 from lake_resources.storage import Lake, ParquetTier, parquet_tier
 

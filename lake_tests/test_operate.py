@@ -18,17 +18,19 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lake_assets.operate import QUIET_RUN_CONFIG, lake_resources_for, quiet_dagster, run_backfill, run_demo
-from lake_assets.operations import (
+from lake_assets.automation import (
     AUTOMATED_GROUPS,
     DAILY_FRESHNESS,
     DOMAIN_GROUPS,
     build_daily_ingest_schedule,
     daily_ingest_roots,
 )
-from lake_resources import bi5
-from lake_resources.instruments import decimal_factor
+from lake_assets.cli.backfill import run_backfill
+from lake_assets.cli.common import QUIET_RUN_CONFIG, lake_resources_for, quiet_dagster
+from lake_assets.cli.demo import run_demo
+from lake_resources.catalog.instruments import decimal_factor
 from lake_resources.settings import LakeSettings
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.storage import Lake
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -293,7 +295,7 @@ def test_backfill_takes_over_when_the_daemon_stops_heart_beating(lake_env, monke
 
 
 def test_backfill_refuses_what_it_cannot_do(lake_env):
-    from lake_resources.validation import LakeValidationError
+    from lake_resources.catalog.validation import LakeValidationError
 
     with pytest.raises(LakeValidationError, match="NOPE"):
         run_backfill(lake_env, start="2019-02-04", end="2019-02-05", symbols="NOPE", say=lambda _: None)

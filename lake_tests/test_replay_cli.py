@@ -16,12 +16,12 @@ import polars as pl
 import pytest
 
 from lake_assets.cli import main
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.client import LakeClient
 from lake_resources.research.replay import cli_replay, lake_streams, parse_speed, replay
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake
 from lake_resources.transforms.bars import minute_bars
-from lake_resources.validation import LakeValidationError
 from lake_tests.test_features import real_eurusd_ticks, shifted_day
 
 DAYS = [date(2019, 2, 4), date(2019, 2, 5), date(2019, 2, 6)]

@@ -9,12 +9,16 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from lake_resources import bi5
-from lake_resources.calendar import Market, expected_hours, market_of, trading_sessions
-from lake_resources.datasets import DATASETS
+from lake_resources.catalog.calendar import Market, expected_hours, market_of, trading_sessions
+from lake_resources.catalog.datasets import DATASETS
+from lake_resources.catalog.instruments import decimal_factor
+from lake_resources.catalog.schemas import FAILURE_COLUMNS, FAILURE_SAMPLE, SCHEMAS, validate_frame
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.generate import generate
-from lake_resources.instruments import decimal_factor
-from lake_resources.quality import (
+from lake_resources.sources.dukascopy import bi5
+from lake_resources.sources.vendor import combine_results, parse_pull
+from lake_resources.transforms import rollup, uniform_bars
+from lake_resources.transforms.quality import (
     MAX_FAILING_ROWS,
     CheckOutcome,
     check_duplicates,
@@ -24,10 +28,6 @@ from lake_resources.quality import (
     check_row_count_anomaly,
     check_timestamps_in_day,
 )
-from lake_resources.schemas import FAILURE_COLUMNS, FAILURE_SAMPLE, SCHEMAS, validate_frame
-from lake_resources.sources.vendor import combine_results, parse_pull
-from lake_resources.transforms import rollup, uniform_bars
-from lake_resources.validation import LakeValidationError
 
 DAY = date(2019, 2, 4)
 SYMBOL = "EURUSD"

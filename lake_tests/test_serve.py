@@ -243,8 +243,8 @@ def test_requests_logged_with_who_and_rows_never_tokens(served):
 
 
 def test_token_file_and_bad_entries(tmp_path):
+    from lake_resources.catalog.validation import LakeValidationError
     from lake_resources.serve.auth import TokenStore
-    from lake_resources.validation import LakeValidationError
 
     f = tmp_path / "tokens"
     f.write_text(f"# team tokens\nalice:read:{READ_TOKEN}\n\nbot:sql:{SQL_TOKEN}\n")
@@ -471,9 +471,9 @@ def test_coverage_hours_follow_what_the_source_said(tmp_path, day_ticks):
     'empty' where its file was empty; missing hours join the missing intervals."""
     from datetime import datetime, timezone
 
-    from lake_resources.ingest import RAW_HOURS_SCHEMA
     from lake_resources.serve.app import create_app
     from lake_resources.settings import LakeSettings
+    from lake_resources.sources.dukascopy.ingest import RAW_HOURS_SCHEMA
     from lake_resources.storage import Lake
 
     settings = LakeSettings(home=tmp_path / "lake", symbols=("EURUSD",))
@@ -504,8 +504,8 @@ def test_coverage_hours_follow_what_the_source_said(tmp_path, day_ticks):
 def test_damaged_partition_is_named_not_a_500(tmp_path, day_ticks):
     """A truncated hot file: a read of it alone is a 503 naming the partition; a read reaching it mid-stream
     breaks off, the remote client says so, and the server log names the partition."""
+    from lake_resources.catalog.datasets import dataset_spec
     from lake_resources.client import LakeClient
-    from lake_resources.datasets import dataset_spec
     from lake_resources.serve.app import create_app
     from lake_resources.serve.remote import LakeServerError
     from lake_resources.settings import LakeSettings

@@ -14,12 +14,12 @@ from lake_assets.definitions import defs
 from lake_assets.ingest.sensors import vendor_landing_sensor
 from lake_assets.ingest.vendor import landing_locations
 from lake_assets.partitions import date_symbol_partitions
-from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
-from lake_resources.s3 import s3fs_kwargs
+from lake_resources.catalog.validation import LakeValidationError
+from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 from lake_resources.settings import LakeSettings
 from lake_resources.sources.vendor import make_pull, write_pull
 from lake_resources.storage import Lake
-from lake_resources.validation import LakeValidationError
+from lake_resources.storage.s3 import s3fs_kwargs
 
 DAY = "2019-02-04"
 KEY = f"{DAY}|AAPL"

@@ -21,10 +21,10 @@ from urllib.parse import unquote, urlsplit
 import polars as pl
 import pytest
 
-from lake_resources import bi5
-from lake_resources.instruments import decimal_factor
-from lake_resources.sources.dukascopy import DukascopySource, SourceError
-from lake_resources.validation import LakeValidationError
+from lake_resources.catalog.instruments import decimal_factor
+from lake_resources.catalog.validation import LakeValidationError
+from lake_resources.sources.dukascopy import bi5
+from lake_resources.sources.dukascopy.datafeed import DukascopySource, SourceError
 
 DAY = date(2019, 2, 4)  # the fixture day: all 24 hours present
 NO_DATA_DAY = date(2019, 2, 5)  # not in the fixtures: every hour 404s
@@ -345,7 +345,7 @@ def test_cache_keeps_past_404s_and_empties_but_asks_again_for_future_hours(mirro
 # day from the mirror one hour at a time, SIGKILLed just before the rename that publishes hour 03.
 _KILLED_CACHE_WRITER = """
 import sys
-from lake_resources.resources import DukascopyResource, LakeResource
+from lake_resources.dagster_io import DukascopyResource, LakeResource
 from lake_tests.reliability.child import install_kill
 
 install_kill("replace:03h_ticks.bi5:1:before")
@@ -356,7 +356,7 @@ source.fetch_day("EURUSD", "2019-02-04")
 
 def test_killed_cache_write_leaves_only_a_temp_file_the_sweep_removes_and_cached_hours_are_reused(
         mirror: _Mirror, tmp_path: Path, datafeed_dir: Path):
-    from lake_resources.resources import DukascopyResource, LakeResource
+    from lake_resources.dagster_io import DukascopyResource, LakeResource
     from lake_resources.settings import LakeSettings
     from lake_resources.storage import TEMP_FILE_MIN_AGE_SECONDS, Lake
     from lake_tests.conftest import REPO_ROOT

@@ -63,7 +63,7 @@ def test_typo_hint_suggests_the_lake_dataset(warm_lake):
 def test_show_tables_lists_the_lake_datasets_not_internal_tables(warm_lake):
     """``show tables`` lists every dataset of the lake (stored or not) and hides the warm file's
     internal manifest table ``_lake_partitions``."""
-    from lake_resources.datasets import DATASETS
+    from lake_resources.catalog.datasets import DATASETS
 
     result = lake_sql(warm_lake, "show tables", "--format", "csv")
     assert result.returncode == 0, result.stderr

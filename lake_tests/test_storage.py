@@ -7,10 +7,10 @@ import os
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
 from lake_resources.storage import DATA_FILE, Lake, LakeStorageError, sha256
-from lake_resources.validation import LakeValidationError
 
 TICKS = dataset_spec("ticks")
 

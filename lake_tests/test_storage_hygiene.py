@@ -20,8 +20,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import Tier, dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import Tier, dataset_spec
 from lake_resources.lifecycle import compact_month, copies_of, format_storage, parse_policy, storage_report
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import (
@@ -233,7 +233,7 @@ def test_storage_health_reports_stale_temp_files_and_the_migration_run_sweeps_th
                                                                                      monkeypatch, capsys):
     from lake_assets import cli
     from lake_assets.lifecycle import cold_compaction, storage_health, tier_migration
-    from lake_resources.resources import LakeResource
+    from lake_resources.dagster_io import LakeResource
 
     monkeypatch.delenv("LAKE_LIFECYCLE", raising=False)
     lake = Lake(lake_settings)

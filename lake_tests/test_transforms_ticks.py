@@ -8,9 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lake_resources import bi5
-from lake_resources.bi5 import beyond_hour_records
-from lake_resources.instruments import decimal_factor
+from lake_resources.catalog.instruments import decimal_factor
+from lake_resources.catalog.validation import LakeValidationError
+from lake_resources.sources.dukascopy import bi5
+from lake_resources.sources.dukascopy.bi5 import beyond_hour_records
 from lake_resources.transforms import (
     QUARANTINE_SCHEMA,
     TICK_SCHEMA,
@@ -19,7 +20,6 @@ from lake_resources.transforms import (
     split_bad_ticks,
     split_hour_records,
 )
-from lake_resources.validation import LakeValidationError
 
 DAY = date(2019, 2, 4)
 SYMBOL = "EURUSD"

@@ -55,8 +55,8 @@ def small_lake(tmp_path_factory, datafeed_dir):
     """A lake and a Dagster instance holding one materialized partition of raw_dukascopy and ticks."""
     import dagster as dg
 
+    from lake_assets.cli.common import QUIET_RUN_CONFIG, lake_resources_for, quiet_dagster
     from lake_assets.definitions import defs
-    from lake_assets.operate import QUIET_RUN_CONFIG, lake_resources_for, quiet_dagster
     from lake_resources.settings import LakeSettings
     from lake_resources.storage import Lake
 
@@ -226,8 +226,9 @@ def research_ui(tmp_path_factory, datafeed_dir):
     as the UI creates one; a webserver on its instance."""
     import dagster as dg
 
+    from lake_assets.cli.backfill import run_backfill
+    from lake_assets.cli.common import QUIET_RUN_CONFIG, lake_resources_for, quiet_dagster
     from lake_assets.definitions import defs
-    from lake_assets.operate import QUIET_RUN_CONFIG, lake_resources_for, quiet_dagster, run_backfill
     from lake_assets.research.assets import BACKTEST_OUTPUTS, register_strategy_runs
     from lake_resources.settings import LakeSettings
 

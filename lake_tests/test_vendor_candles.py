@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 from lake_assets.definitions import defs
-from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
+from lake_resources.sources.dukascopy.candles import compare_bars
 from lake_resources.storage import Lake
-from lake_resources.vendor_candles import compare_bars
 
 KEY = "2019-02-04|EURUSD"
 PART = (("symbol", "EURUSD"), ("date", "2019-02-04"))

@@ -13,8 +13,8 @@ from lake_assets.ingest.vendor import (
 )
 from lake_assets.metadata import daily_dataset_asset
 from lake_assets.partitions import split_key
-from lake_resources.instruments import instrument
-from lake_resources.resources import ALLOW_MISSING_KEY, LakeResource, PartitionInputs, PartitionStream
+from lake_resources.catalog.instruments import instrument
+from lake_resources.dagster_io import ALLOW_MISSING_KEY, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.transforms.bars import empty_bars, minute_bars, rollup
 
 

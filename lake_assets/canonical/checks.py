@@ -11,7 +11,7 @@ fastest tier holding it, as ``Lake.read_partition``) and evaluating the kinds of
   (``lake_resources.transforms.domain``). ``ohlc``: low <= open, close <= high.
 - ``duplicates``: rows repeating an earlier row on the dataset's key columns.
 - ``gaps``: UTC hours of the instrument's trading hours without data (weekends and the closures of
-  ``lake_resources.calendar`` are not gaps), listed in the result.
+  ``lake_resources.catalog.calendar`` are not gaps), listed in the result.
 - ``row_count``: the partition's rows against the same symbol's trailing days (from the partition
   manifests, via ``Lake.locate``).
 - ``checksum``: the stored partition's rows and SHA-256 match its manifest (``Lake.verify_read``, on
@@ -42,14 +42,14 @@ from lake_assets.canonical.assets import bars_1d, bars_1h, bars_1m, bars_5m
 from lake_assets.canonical.raw_schemas import RAW_DUKASCOPY_SCHEMA, RAW_VENDOR_SCHEMA  # (registers them)
 from lake_assets.ingest.assets import raw_dukascopy, ticks
 from lake_assets.ingest.vendor import headlines, option_greeks, raw_vendor
-from lake_resources import quality
-from lake_resources.calendar import Market, expected_hours, market_of, trading_sessions
-from lake_resources.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
-from lake_resources.instruments import UnknownSymbolError, instrument
-from lake_resources.resources import LakeResource, frame_preview_md, partition_from_key
-from lake_resources.schemas import SCHEMAS, validate_frame
+from lake_resources.catalog.calendar import Market, expected_hours, market_of, trading_sessions
+from lake_resources.catalog.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
+from lake_resources.catalog.instruments import UnknownSymbolError, instrument
+from lake_resources.catalog.schemas import SCHEMAS, validate_frame
+from lake_resources.dagster_io import LakeResource, frame_preview_md, partition_from_key
 from lake_resources.sources.vendor import FEED_KEYS
 from lake_resources.storage import Lake, Located, PartitionNotFound
+from lake_resources.transforms import quality
 
 SCHEMA, TIMESTAMPS, PRICES, OHLC, DUPLICATES, GAPS, ROW_COUNT, CHECKSUM = (
     "schema", "timestamps", "prices", "ohlc", "duplicates", "gaps", "row_count", "checksum",
@@ -359,7 +359,7 @@ def build_dataset_checks(
         if missing:
             raise ValueError(f"check {k!r} needs partition field(s) {missing}; {spec.name} is partitioned by {spec.partition_by}")
     if SCHEMA in kinds and spec.name not in SCHEMAS:
-        raise ValueError(f"check 'schema': no pandera schema for {spec.name} in lake_resources.schemas.SCHEMAS")
+        raise ValueError(f"check 'schema': no pandera schema for {spec.name} in lake_resources.catalog.schemas.SCHEMAS")
     if isinstance(asset, dg.AssetsDefinition):
         asset_key = asset.key
         partitions_def = partitions_def or asset.partitions_def

@@ -1,5 +1,5 @@
 """pandera schemas of the raw index datasets (``raw_dukascopy``, ``raw_vendor``), registered beside the
-canonical ones of ``lake_resources.schemas`` when this module is imported (``canonical.checks`` does)."""
+canonical ones of ``lake_resources.catalog.schemas`` when this module is imported (``canonical.checks`` does)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandera.polars as pa
 import polars as pl
 
 from lake_assets.ingest.vendor import RAW_VENDOR_STATUSES
-from lake_resources.schemas import SCHEMAS, SYMBOL_PATTERN
+from lake_resources.catalog.schemas import SCHEMAS, SYMBOL_PATTERN
 from lake_resources.sources.vendor import FEEDS
 from lake_resources.transforms.ticks import TS_DTYPE
 
@@ -66,6 +66,6 @@ RAW_VENDOR_SCHEMA = pa.DataFrameSchema(
     name="raw_vendor",
 )
 # Registered beside the canonical schemas so validate_frame() knows every dataset; setdefault keeps
-# a definition lake_resources.schemas may add later.
+# a definition lake_resources.catalog.schemas may add later.
 SCHEMAS.setdefault("raw_dukascopy", RAW_DUKASCOPY_SCHEMA)
 SCHEMAS.setdefault("raw_vendor", RAW_VENDOR_SCHEMA)

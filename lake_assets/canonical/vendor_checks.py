@@ -1,6 +1,6 @@
 """``matches_vendor_candles`` on ``bars_1m``, ``bars_1h`` and ``bars_1d``: our bars equal Dukascopy's own
 candles (``vendor_candles_*``): OHLC exact on points, both sides; volume within the stated tolerance
-(:mod:`lake_resources.vendor_candles`). Every differing period is listed in the result's metadata.
+(:mod:`lake_resources.sources.dukascopy.candles`). Every differing period is listed in the result's metadata.
 
 A partition whose vendor candles are not stored (or are empty, or whose symbol has no Dukascopy feed)
 is not compared: the result passes with severity WARN and says so (``compared: false``).
@@ -13,15 +13,15 @@ from lake_assets.canonical.assets import bars_1d, bars_1h, bars_1m
 from lake_assets.canonical.checks import CHECKSUM, DUPLICATES, SCHEMA, TIMESTAMPS, _md, _targets, build_dataset_checks
 from lake_assets.ingest.vendor_candles import vendor_candles_1d, vendor_candles_1h, vendor_candles_1m
 from lake_assets.partitions import split_key
-from lake_resources.instruments import instrument
-from lake_resources.resources import LakeResource
-from lake_resources.storage import PartitionNotFound
-from lake_resources.vendor_candles import (
+from lake_resources.catalog.instruments import instrument
+from lake_resources.dagster_io import LakeResource
+from lake_resources.sources.dukascopy.candles import (
     BAR_CANDLES,
     VOLUME_ABS_TOLERANCE,
     VOLUME_REL_TOLERANCE,
     compare_bars,
 )
+from lake_resources.storage import PartitionNotFound
 
 CHECK_NAME = "matches_vendor_candles"
 MAX_LISTED = 200

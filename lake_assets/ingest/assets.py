@@ -7,18 +7,18 @@ import polars as pl
 
 from lake_assets.metadata import daily_dataset_asset
 from lake_assets.partitions import split_key
-from lake_resources import ingest
-from lake_resources.calendar import expected_hours
-from lake_resources.ingest import RAW_HOURS_SCHEMA
-from lake_resources.instruments import instrument
-from lake_resources.resources import (
+from lake_resources.catalog.calendar import expected_hours
+from lake_resources.catalog.instruments import instrument
+from lake_resources.dagster_io import (
     ALLOW_MISSING_KEY,
     DukascopyResource,
     LakeResource,
     PartitionInputs,
     PartitionStream,
 )
-from lake_resources.sources.dukascopy import DukascopySource
+from lake_resources.sources.dukascopy import ingest
+from lake_resources.sources.dukascopy.datafeed import DukascopySource
+from lake_resources.sources.dukascopy.ingest import RAW_HOURS_SCHEMA
 
 
 @daily_dataset_asset("raw_dukascopy", "ingest", extra_kinds={"dukascopy"})

@@ -41,9 +41,9 @@ import fsspec
 
 from lake_assets.ingest.vendor import FEED_DIGESTS_METADATA, feeds_to_capture, landing_locations, vendor_connectors
 from lake_assets.partitions import date_symbol_partitions, discovered_symbols
-from lake_resources.resources import LakeResource
+from lake_resources.catalog.validation import LakeValidationError, parse_date, validate_symbol
+from lake_resources.dagster_io import LakeResource
 from lake_resources.sources.vendor import FEEDS
-from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
 #: Assets a run refreshes for each feed that changed (raw_vendor captures all feeds of the day).
 FEED_ASSETS: dict[str, tuple[str, ...]] = {

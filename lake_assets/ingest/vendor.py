@@ -23,10 +23,11 @@ import polars as pl
 
 from lake_assets.metadata import daily_dataset_asset
 from lake_assets.partitions import split_key
-from lake_resources.datasets import Tier, dataset_spec
-from lake_resources.ingest import QUARANTINE_SCHEMA
-from lake_resources.resources import LakeResource, PartitionInputs, PartitionStream
+from lake_resources.catalog.datasets import Tier, dataset_spec
+from lake_resources.catalog.validation import LakeValidationError, validate_partition_value
+from lake_resources.dagster_io import LakeResource, PartitionInputs, PartitionStream
 from lake_resources.settings import LakeSettings
+from lake_resources.sources.dukascopy.ingest import QUARANTINE_SCHEMA
 from lake_resources.sources.vendor import (
     FEEDS,
     LandingDirVendor,
@@ -40,7 +41,6 @@ from lake_resources.sources.vendor import (
 )
 from lake_resources.storage import Lake, LakeStorageError, PartitionNotFound
 from lake_resources.transforms.bars import empty_bars, uniform_bars
-from lake_resources.validation import LakeValidationError, validate_partition_value
 
 RAW_SOURCE = "vendor"  # raw zone: raw/vendor/symbol=S/date=D/{vendor}.{feed}.{pull_id}.json.zst
 QUARANTINE_STAGE = "vendor"
@@ -77,7 +77,7 @@ def landing_locations(settings: LakeSettings) -> list[tuple[str, dict | None]]:
     places: list[tuple[str, dict | None]] = [(str(settings.landing_root), None)]
     shared = settings.shared_landing_location
     if shared is not None and shared.startswith("s3://"):
-        from lake_resources.s3 import s3fs_kwargs
+        from lake_resources.storage.s3 import s3fs_kwargs
 
         places.append((shared, s3fs_kwargs(settings)))
     elif shared is not None:

@@ -8,9 +8,9 @@ import dagster as dg
 from lake_assets.ingest.assets import SourceOnDemand
 from lake_assets.metadata import daily_dataset_asset
 from lake_assets.partitions import split_key
-from lake_resources.instruments import instrument
-from lake_resources.resources import DukascopyResource, LakeResource, PartitionStream
-from lake_resources.vendor_candles import KINDS, empty_candles, fetch_vendor_candles
+from lake_resources.catalog.instruments import instrument
+from lake_resources.dagster_io import DukascopyResource, LakeResource, PartitionStream
+from lake_resources.sources.dukascopy.candles import KINDS, empty_candles, fetch_vendor_candles
 
 
 def _candles_asset(name: str):

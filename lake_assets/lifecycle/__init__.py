@@ -17,8 +17,9 @@ from typing import Optional
 import dagster as dg
 
 from lake_assets.metadata import OWNERS
-from lake_resources.damage import verify_lake
-from lake_resources.datasets import TIER_PREFERENCE
+from lake_resources.catalog.datasets import TIER_PREFERENCE
+from lake_resources.catalog.validation import LakeValidationError
+from lake_resources.dagster_io import LakeResource
 from lake_resources.lifecycle import (
     compact,
     format_storage,
@@ -27,9 +28,8 @@ from lake_resources.lifecycle import (
     parse_policy,
     storage_report,
 )
-from lake_resources.resources import LakeResource
+from lake_resources.lifecycle.damage import verify_lake
 from lake_resources.storage import TEMP_FILE_MIN_AGE_SECONDS
-from lake_resources.validation import LakeValidationError
 
 
 class MigrationConfig(dg.Config):

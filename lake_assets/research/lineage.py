@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from lake_resources.datasets import DatasetSpec, Partition, Tier, partition_path
+from lake_resources.catalog.datasets import DatasetSpec, Partition, Tier, partition_path
 from lake_resources.storage import Lake, LakeStorageError, Located
 
 

@@ -26,10 +26,11 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pyarrow as pa
 
-from lake_resources import api_layout, bi5, dukascopy_api
 from lake_resources.bench.core import Figure, Scaling, log, median_times, speedup
 from lake_resources.bench.workspace import Workspace
-from lake_resources.instruments import decimal_factor
+from lake_resources.catalog.instruments import decimal_factor
+from lake_resources.sources.dukascopy import api_codec as dukascopy_api
+from lake_resources.sources.dukascopy import api_layout, bi5
 from lake_resources.storage import encode_parquet
 from lake_resources.transforms.ticks import normalize_ticks
 

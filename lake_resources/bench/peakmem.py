@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lake_resources.bench.pipeline import ingest_day, lake_at
     from lake_resources.generate import generate
-    from lake_resources.sources.dukascopy import DukascopySource
+    from lake_resources.sources.dukascopy.datafeed import DukascopySource
 
     days = [date.fromisoformat(d) for d in args.days.split(",")]
     with tempfile.TemporaryDirectory(prefix="lake-bench-warmup-") as tmp:

@@ -2,7 +2,7 @@
 which needs the Dagster layer, is ``lake_assets.bench_dagster.dagster_backfill``, handed in by ``lake bench``).
 
 ``ingest_day`` does for one symbol-day what the assets ``raw_dukascopy`` -> ``ticks`` -> ``bars_1m``
-do, by calling the same library functions the assets call (:mod:`lake_resources.ingest`,
+do, by calling the same library functions the assets call (:mod:`lake_resources.sources.dukascopy.ingest`,
 :func:`~lake_resources.transforms.bars.minute_bars`) and storing the same outputs (raw zone files, the
 per-hour status table, quarantine, ticks, minute bars), so timing the two measures what
 orchestration costs and nothing else. The benchmark checks they store byte-identical partitions.
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import polars as pl
 
-from lake_resources import ingest
-from lake_resources.ingest import day_partition
 from lake_resources.settings import LakeSettings
-from lake_resources.sources.dukascopy import DukascopySource
+from lake_resources.sources.dukascopy import ingest
+from lake_resources.sources.dukascopy.datafeed import DukascopySource
+from lake_resources.sources.dukascopy.ingest import day_partition
 from lake_resources.storage import Lake
 from lake_resources.transforms.bars import minute_bars
 

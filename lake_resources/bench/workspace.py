@@ -20,11 +20,11 @@ import polars as pl
 
 from lake_resources.bench.core import BenchConfig, log
 from lake_resources.bench.pipeline import ingest_day, lake_at
-from lake_resources.datasets import dataset_spec
+from lake_resources.catalog.datasets import dataset_spec
+from lake_resources.catalog.instruments import decimal_factor
 from lake_resources.generate import generate, generate_day_payloads
-from lake_resources.ingest import day_partition
-from lake_resources.instruments import decimal_factor
-from lake_resources.sources.dukascopy import DukascopySource
+from lake_resources.sources.dukascopy.datafeed import DukascopySource
+from lake_resources.sources.dukascopy.ingest import day_partition
 from lake_resources.storage import Lake
 
 

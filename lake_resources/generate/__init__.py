@@ -5,14 +5,14 @@
   random walk at the instrument's level (EURUSD ~1.1, USDJPY ~110, XAUUSD ~1300-2000, BTCUSD ~30000),
   mean-reverting over years so they stay there; spreads in basis points typical of the instrument
   class, wider at the 21-23h UTC rollover; tick arrival busiest in the London/New York overlap; integer
-  points via the catalogue's decimal factor. Ticks fall only in the hours :mod:`lake_resources.calendar`
+  points via the catalogue's decimal factor. Ticks fall only in the hours :mod:`lake_resources.catalog.calendar`
   says are open (one source of truth with the gap checks): FX and metals close from Friday 17:00 to
   Sunday 17:00 New York time (21:00 or 22:00 UTC with US daylight saving) and for the Christmas and New
   Year sessions; crypto trades every day; index and stock CFDs, for which the calendar has no rule, get
   FX hours. Closed hours are 0-byte files, or no files with ``closed_hours="absent"``. A few random open
   hours are empty (0-byte), as in the real feed.
 - The same ticks in the JSON data API layout under ``{out}/dukascopy-api/`` (``ticks/{CODE}/{Y}/{M}/{D}/{H}``,
-  :mod:`lake_resources.api_layout`; closed hours as the empty form), plus the vendor's own BID/ASK candles
+  :mod:`lake_resources.sources.dukascopy.api_layout`; closed hours as the empty form), plus the vendor's own BID/ASK candles
   computed from them (minutes per day, hours per month, days per year, over the generated days), so the
   demo and tests run either feed (``layouts``).
 - Vendor equities (catalogue source "vendor"): JSON pulls in the landing layout of

@@ -11,15 +11,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lake_resources import api_layout, bi5
-from lake_resources import dukascopy_api as api_codec
+from lake_resources.catalog.instruments import catalogue, instrument
+from lake_resources.catalog.validation import LakeValidationError, parse_date, validate_symbol
 from lake_resources.generate.profiles import DEFAULT_VENDOR, GenerateSummary, _check_day
 from lake_resources.generate.ticks import _encode_hour, _split_hours, day_tick_records
 from lake_resources.generate.vendor_data import _headlines, _minute_bars, _option_greeks, _session_open_utc
-from lake_resources.instruments import catalogue, instrument
+from lake_resources.sources.dukascopy import api_codec, api_layout, bi5
 from lake_resources.sources.vendor import make_pull, write_pull
 from lake_resources.storage import write_atomic
-from lake_resources.validation import LakeValidationError, parse_date, validate_symbol
 
 # --------------------------------------------------------------------------------------- generate
 
@@ -130,7 +129,7 @@ def _done(value: bytes) -> Future[bytes]:
 
 
 def _api_code(symbol: str) -> str | None:
-    from lake_resources.api_instruments import NoApiCodeError, api_code
+    from lake_resources.catalog.api_instruments import NoApiCodeError, api_code
 
     try:
         return api_code(symbol)

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from lake_resources.calendar import Market, market_of, market_sessions, session_hours
-from lake_resources.instruments import Instrument, instrument
-from lake_resources.validation import LakeValidationError
+from lake_resources.catalog.calendar import Market, market_of, market_sessions, session_hours
+from lake_resources.catalog.instruments import Instrument, instrument
+from lake_resources.catalog.validation import LakeValidationError
 
 #: Calendar of the day-to-day price walk; generated days must fall inside it.
 CALENDAR_START = date(2000, 1, 1)

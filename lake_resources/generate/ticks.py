@@ -10,7 +10,7 @@ from datetime import date
 
 import numpy as np
 
-from lake_resources import bi5
+from lake_resources.catalog.validation import parse_date
 from lake_resources.generate.profiles import (
     _MS_PER_DAY,
     _MS_PER_HOUR,
@@ -22,7 +22,7 @@ from lake_resources.generate.profiles import (
     _rng,
     _tick_profile,
 )
-from lake_resources.validation import parse_date
+from lake_resources.sources.dukascopy import bi5
 
 # ------------------------------------------------------------------------------------------- ticks
 

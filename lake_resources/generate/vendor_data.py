@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lake_resources.catalog.instruments import instrument
 from lake_resources.generate.profiles import (
     _EQUITIES,
     _HEADLINE_SOURCES,
@@ -18,7 +19,6 @@ from lake_resources.generate.profiles import (
     _EquityProfile,
     _rng,
 )
-from lake_resources.instruments import instrument
 
 # ----------------------------------------------------------------------------------------- vendor
 

@@ -11,7 +11,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
-from lake_resources.datasets import DatasetSpec, Tier, dataset_spec, partition_label
+from lake_resources.catalog.datasets import DatasetSpec, Tier, dataset_spec, partition_label
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.lifecycle.copies import _date_of
 from lake_resources.lifecycle.policy import LifecyclePolicy, Log, _human, _quiet, _step, load_policy, resolve_as_of
 from lake_resources.storage import (
@@ -25,7 +26,6 @@ from lake_resources.storage import (
     prepare_frame,
     sha256,
 )
-from lake_resources.validation import LakeValidationError
 
 
 # ============================================================================================

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from lake_resources.datasets import TIER_PREFERENCE, DatasetSpec, Partition, Tier
+from lake_resources.catalog.datasets import TIER_PREFERENCE, DatasetSpec, Partition, Tier
 from lake_resources.storage import (
     Lake,
 )

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from lake_resources.datasets import DATASETS, DatasetSpec, Partition, Tier, dataset_spec, partition_label
+from lake_resources.catalog.datasets import DATASETS, DatasetSpec, Partition, Tier, dataset_spec, partition_label
+from lake_resources.catalog.validation import LakeValidationError, parse_date
 from lake_resources.lifecycle.copies import Copy, _date_of, authoritative, copies_of, inventory
 from lake_resources.lifecycle.policy import (
     TIER_ORDER,
@@ -35,7 +36,6 @@ from lake_resources.storage import (
     encode_parquet,
     sha256,
 )
-from lake_resources.validation import LakeValidationError, parse_date
 
 
 # ============================================================================================

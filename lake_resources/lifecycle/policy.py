@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from lake_resources.datasets import DATASETS, Tier, dataset_spec
+from lake_resources.catalog.datasets import DATASETS, Tier, dataset_spec
+from lake_resources.catalog.validation import LakeValidationError, parse_date
 from lake_resources.storage import (
     is_compactable,
 )
-from lake_resources.validation import LakeValidationError, parse_date
 
 POLICY_ENV = "LAKE_LIFECYCLE"
 AS_OF_ENV = "LAKE_AS_OF"

@@ -10,8 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lake_resources.cold_record import unreachable_reason
-from lake_resources.datasets import DATASETS, TIER_PREFERENCE, Partition, Tier, dataset_spec, partition_label
+from lake_resources.catalog.datasets import DATASETS, TIER_PREFERENCE, Partition, Tier, dataset_spec, partition_label
 from lake_resources.lifecycle.compaction import compact
 from lake_resources.lifecycle.copies import _date_of, inventory
 from lake_resources.lifecycle.migration import MigrationReport, Move, Skip, migrate
@@ -23,6 +22,7 @@ from lake_resources.storage import (
     TempSweep,
     is_compactable,
 )
+from lake_resources.storage.cold_record import unreachable_reason
 
 
 # ============================================================================================
@@ -256,7 +256,7 @@ def cli_storage(settings: LakeSettings, args) -> int:
     ``--verify``: checksums of every copy instead (``damage.cli_verify``), exit status 1 on damage."""
     lake = Lake(settings)
     if getattr(args, "verify", False):
-        from lake_resources.damage import cli_verify
+        from lake_resources.lifecycle.damage import cli_verify
 
         return cli_verify(lake, args)
     report = storage_report(lake, load_policy())

@@ -205,7 +205,7 @@ def to_jsonl(rows: Iterable[Mapping[str, Any]], out: IO[str] | str | Path) -> in
 
 def parse_speed(text: str | None) -> float | None:
     """``"60x"`` (or ``"60"``) -> 60.0; None -> None (as fast as possible)."""
-    from lake_resources.validation import LakeValidationError
+    from lake_resources.catalog.validation import LakeValidationError
 
     if text is None:
         return None
@@ -234,15 +234,14 @@ def lake_streams(
     when the merge asks for it, so memory holds about one day per symbol whatever the range. A date
     bound covers its whole day (as in ``LakeClient.read``); datetimes cut inside the first/last day.
     """
-    from lake_resources.client import _to_datetime
-    from lake_resources.datasets import dataset_spec
+    from lake_resources.catalog.datasets import dataset_spec
+    from lake_resources.catalog.validation import LakeValidationError, time_bound, validate_symbol
     from lake_resources.storage import day_bounds
-    from lake_resources.validation import LakeValidationError, validate_symbol
 
     spec = dataset_spec(dataset)
     if set(spec.partition_by) != {"symbol", "date"} or not spec.time_column:
         raise LakeValidationError(f"replay needs a dataset partitioned by symbol and date, not {dataset}")
-    t0, t1 = _to_datetime(start, end=False), _to_datetime(end, end=True)
+    t0, t1 = time_bound(start, end=False), time_bound(end, end=True)
     if t1 <= t0:
         raise LakeValidationError(f"replay: end {end} is not after start {start}")
 
@@ -267,8 +266,8 @@ def cli_replay(settings: Any, args: Any, *, clock: Clock = time.monotonic, sleep
     """
     import sys
 
+    from lake_resources.catalog.validation import LakeValidationError
     from lake_resources.client import LakeClient
-    from lake_resources.validation import LakeValidationError
 
     speed = None if getattr(args, "as_fast_as_possible", False) else parse_speed(getattr(args, "speed", None))
     symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]

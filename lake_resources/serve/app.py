@@ -30,10 +30,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lake_resources.catalog.datasets import DATASETS
+from lake_resources.catalog.instruments import UnknownSymbolError
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.client import LakeClient, QueryTimeout
-from lake_resources.damage import PartitionDamaged
-from lake_resources.datasets import DATASETS
-from lake_resources.instruments import UnknownSymbolError
 from lake_resources.serve import catalog
 from lake_resources.serve.auth import LOCAL, Principal, TokenStore, is_loopback
 from lake_resources.serve.formats import MEDIA_TYPES, encode
@@ -41,7 +41,7 @@ from lake_resources.serve.metrics import Metrics
 from lake_resources.serve.rows import iter_batches, plan_rows
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import PartitionNotFound
-from lake_resources.validation import LakeValidationError
+from lake_resources.storage.layout import PartitionDamaged
 
 log = logging.getLogger("lake.serve")
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lake_resources.validation import LakeValidationError
+from lake_resources.catalog.validation import LakeValidationError
 
 SCOPES = ("read", "sql")
 MIN_TOKEN_LENGTH = 16

@@ -7,11 +7,11 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
+from lake_resources.catalog.datasets import TIER_PREFERENCE, dataset_spec, partition_path
+from lake_resources.catalog.validation import LakeValidationError, parse_date
 from lake_resources.client import LakeClient
-from lake_resources.datasets import TIER_PREFERENCE, dataset_spec, partition_path
 from lake_resources.lifecycle import inventory
 from lake_resources.serve.rows import time_bounds
-from lake_resources.validation import LakeValidationError, parse_date
 
 MAX_COVERAGE_DAYS = 3660
 

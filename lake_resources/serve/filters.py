@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from lake_resources.validation import LakeValidationError
+from lake_resources.catalog.validation import LakeValidationError
 
 MAX_WHERE_LENGTH = 2000
 MAX_TERMS = 32

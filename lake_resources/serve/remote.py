@@ -18,11 +18,9 @@ import polars as pl
 import pyarrow as pa
 import requests
 
-from lake_resources.datasets import Tier, dataset_spec, parse_partition_path
+from lake_resources.catalog.datasets import Tier, dataset_spec, parse_partition_path
+from lake_resources.catalog.validation import LakeValidationError, TimeLike
 from lake_resources.storage import LakeStorageError, Located
-from lake_resources.validation import LakeValidationError
-
-TimeLike = str | date | datetime
 
 
 class LakeServerError(LakeStorageError):

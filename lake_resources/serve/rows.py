@@ -28,12 +28,13 @@ from datetime import datetime
 
 import polars as pl
 
-from lake_resources.client import LakeClient, _to_datetime
-from lake_resources.damage import PartitionDamaged, quick_check
-from lake_resources.datasets import DatasetSpec, Partition, dataset_spec, parse_partition_path, partition_path
+from lake_resources.catalog.datasets import DatasetSpec, Partition, dataset_spec, parse_partition_path, partition_path
+from lake_resources.catalog.validation import LakeValidationError, time_bound
+from lake_resources.client import LakeClient
+from lake_resources.lifecycle.damage import quick_check
 from lake_resources.serve.filters import parse_where
 from lake_resources.storage import Located
-from lake_resources.validation import LakeValidationError
+from lake_resources.storage.layout import PartitionDamaged
 
 #: The largest page a request may ask for (the whole result streams without a limit).
 MAX_LIMIT = 1_000_000
@@ -57,8 +58,8 @@ class RowsPlan:
 
 
 def time_bounds(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
-    t0 = _to_datetime(start, end=False) if start else None
-    t1 = _to_datetime(end, end=True) if end else None
+    t0 = time_bound(start, end=False) if start else None
+    t1 = time_bound(end, end=True) if end else None
     if t0 is not None and t1 is not None and t0 > t1:
         raise LakeValidationError(f"start {start} is after end {end}")
     return t0, t1

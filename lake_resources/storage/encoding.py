@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lake_resources.datasets import DatasetSpec
+from lake_resources.catalog.datasets import DatasetSpec
 
 ROW_GROUP_ROWS = 128 * 1024
 

@@ -14,8 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lake_resources.cold_record import ColdOutage, ColdRecord, unreachable_reason
-from lake_resources.datasets import (
+from lake_resources.catalog.datasets import (
     TIER_PREFERENCE,
     DatasetSpec,
     Partition,
@@ -24,14 +23,18 @@ from lake_resources.datasets import (
     partition_label,
     partition_path,
 )
+from lake_resources.catalog.validation import LakeValidationError, parse_date, validate_partition_value, validate_symbol
 from lake_resources.settings import LakeSettings
 from lake_resources.storage.atomic import TEMP_FILE_MIN_AGE_SECONDS, LocalArea, TempSweep
+from lake_resources.storage.cold_record import ColdOutage, ColdRecord, unreachable_reason
 from lake_resources.storage.encoding import encode_parquet, prepare_frame, sha256
 from lake_resources.storage.layout import (
     ColdTierUnreachable,
     ColdTierUnreachableWarning,
+    Damage,
     LakeStorageError,
     MonthFile,
+    PartitionDamaged,
     PartitionInfo,
     PartitionNotFound,
     is_compactable,
@@ -39,7 +42,6 @@ from lake_resources.storage.layout import (
 from lake_resources.storage.locks import PartitionLocks
 from lake_resources.storage.parquet_tier import ParquetTier
 from lake_resources.storage.warm_tier import WarmTier, _is_corruption
-from lake_resources.validation import LakeValidationError, parse_date, validate_partition_value, validate_symbol
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,7 +62,7 @@ class Lake:
         self.hot = ParquetTier(Tier.HOT, str(settings.hot_root))
         self.warm = WarmTier(settings.warm_path)
         if settings.cold_is_s3:
-            from lake_resources.s3 import polars_storage_options, s3_filesystem
+            from lake_resources.storage.s3 import polars_storage_options, s3_filesystem
 
             fs = s3_filesystem(settings)
             self.cold = ParquetTier(Tier.COLD, settings.cold_root, fs=fs,
@@ -301,7 +303,6 @@ class Lake:
         except Exception as exc:  # noqa: BLE001 - the bytes were read but do not decode: a damaged copy
             if isinstance(exc, duckdb.Error) and not _is_corruption(exc):
                 raise
-            from lake_resources.damage import Damage, PartitionDamaged  # damage.py builds on this module
 
             detail = f"unreadable: {str(exc).splitlines()[0][:200]}"
             raise PartitionDamaged([Damage(spec.name, partition, t.value, uri, detail)]) from exc

@@ -3,13 +3,14 @@ partition's record), ``MonthFile`` (a compacted cold month) and the date/month h
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
-from lake_resources.datasets import DATE_SYMBOL, DatasetSpec, Partition, partition_path
-from lake_resources.validation import LakeValidationError, validate_symbol
+from lake_resources.catalog.datasets import DATE_SYMBOL, DatasetSpec, Partition, partition_label, partition_path
+from lake_resources.catalog.validation import LakeValidationError, validate_symbol
 
 DATA_FILE = "part-0.parquet"
 MANIFEST_FILE = "_manifest.json"
@@ -120,3 +121,46 @@ def _parse_month_path(rel: str) -> tuple[str, str] | None:
         return validate_symbol(parts[0][len("symbol="):]), _check_month(parts[1][len(MONTH_FIELD) + 1:])
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class Damage:
+    dataset: str
+    partition: Partition
+    tier: str
+    uri: str
+    detail: str
+
+    @property
+    def key(self) -> tuple[str, Partition, str]:
+        return self.dataset, self.partition, self.tier
+
+    def describe(self) -> str:
+        return f"{self.dataset} {partition_label(self.partition)} in {self.tier} ({self.uri}): {self.detail}"
+
+    def as_dict(self) -> dict:
+        return {"dataset": self.dataset, "partition": partition_label(self.partition), "tier": self.tier,
+                "uri": self.uri, "detail": self.detail, **dict(self.partition)}
+
+
+class PartitionDamaged(LakeStorageError):
+    """A read met damaged partitions; the message names each one (dataset, partition, tier, path)."""
+
+    def __init__(self, damaged: list[Damage], cause: str = ""):
+        self.damaged = damaged
+        names = "; ".join(d.describe() for d in damaged[:10]) + (f"; and {len(damaged) - 10} more" if len(damaged) > 10 else "")
+        super().__init__(
+            f"{len(damaged)} damaged partition(s): {names}. Re-materialize them to repair; "
+            "`lake storage --verify` checks every partition"
+            + (f" (the read failed with: {cause.splitlines()[0][:200]})" if cause else ""))
+
+
+class DamagedPartitionWarning(UserWarning):
+    """A read asked to skip damaged partitions left these out."""
+
+
+def warn_skipped(damaged: list[Damage], needed: bool = True) -> None:
+    """One warning per damaged partition: left out of a read (``needed``), or not needed by the query."""
+    what = "skipped damaged partition" if needed else "damaged partition (this query did not need its rows)"
+    for d in damaged:
+        warnings.warn(f"{what} {d.describe()}", DamagedPartitionWarning, stacklevel=3)

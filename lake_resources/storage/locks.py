@@ -12,7 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from lake_resources.datasets import DatasetSpec, Partition, partition_label, partition_path
+from lake_resources.catalog.datasets import DatasetSpec, Partition, partition_label, partition_path
 from lake_resources.storage.layout import LakeStorageError
 
 #: Partitions hash onto this many lock files under ``LAKE_HOME/locks`` (see ``PartitionLocks``).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lake_resources.datasets import (
+from lake_resources.catalog.datasets import (
     DATE_SYMBOL,
     DatasetSpec,
     Partition,
@@ -23,6 +23,7 @@ from lake_resources.datasets import (
     partition_label,
     partition_path,
 )
+from lake_resources.catalog.validation import validate_symbol
 from lake_resources.storage.atomic import TempFile, _local_temp_files, write_atomic
 from lake_resources.storage.encoding import _schema_json, cast_to_schema, encode_parquet, sha256
 from lake_resources.storage.layout import (
@@ -40,7 +41,6 @@ from lake_resources.storage.layout import (
     day_bounds,
     is_compactable,
 )
-from lake_resources.validation import validate_symbol
 
 #: Up to this many symbol-days a local tier is probed file by file rather than walked (a stat each vs
 #: a walk of every partition of the symbols).

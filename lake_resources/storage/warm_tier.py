@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from lake_resources.datasets import (
+from lake_resources.catalog.datasets import (
     DATASETS,
     DatasetSpec,
     Partition,

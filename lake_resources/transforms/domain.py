@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from lake_resources.calendar import Market, market_of
-from lake_resources.instruments import UnknownSymbolError
+from lake_resources.catalog.calendar import Market, market_of
+from lake_resources.catalog.instruments import UnknownSymbolError
 
 #: How far (as a factor) a price may stray from its rolling level, per market. Wide on purpose: the
 #: wildest real moves stay under it (EURCHF on 2015-01-15 fell 1.20 -> 0.85, 1.41x); what these catch

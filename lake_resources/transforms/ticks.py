@@ -17,10 +17,10 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import polars as pl
 
-from lake_resources import bi5
-from lake_resources.bi5 import MS_PER_HOUR
+from lake_resources.catalog.validation import validate_symbol
+from lake_resources.sources.dukascopy import bi5
+from lake_resources.sources.dukascopy.bi5 import MS_PER_HOUR
 from lake_resources.transforms import domain
-from lake_resources.validation import validate_symbol
 
 TS_DTYPE = pl.Datetime("ns", "UTC")
 

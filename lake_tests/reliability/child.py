@@ -42,7 +42,7 @@ def _die() -> None:
 
 def fixture_ticks(version: str, symbol: str = "EURUSD", day: date = FIXTURE_DAY) -> pl.DataFrame:
     """The real EURUSD 2019-02-04 ticks ("new") or their first hours ("old"), dated ``day``."""
-    from lake_resources import bi5
+    from lake_resources.sources.dukascopy import bi5
     from lake_resources.transforms.ticks import normalize_ticks
 
     base = DATAFEED / "EURUSD/2019/01/04"
@@ -196,7 +196,7 @@ def cmd_materialize(args) -> None:
     import dagster as dg
 
     from lake_assets.definitions import defs
-    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+    from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 
     env = os.environ
     lake = LakeResource(

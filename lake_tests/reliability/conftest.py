@@ -206,7 +206,7 @@ def lake_resources_for(home: Path | str, datafeed: Path | str | None = None, s3_
     production); the caller must have put them into the environment."""
     import dagster as dg
 
-    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+    from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 
     s3_env = s3_env or {}
     creds = {}
@@ -273,7 +273,7 @@ def three_day_datafeed(tmp_path_factory, datafeed_dir) -> Path:
 @pytest.fixture(scope="session")
 def clean_range_shas(tmp_path_factory, dagster_defs, three_day_datafeed) -> dict[str, str]:
     """SHA-256 of each day's ticks after a clean single-run backfill of the range into a fresh lake."""
-    from lake_resources.datasets import dataset_spec
+    from lake_resources.catalog.datasets import dataset_spec
     from lake_resources.settings import LakeSettings
     from lake_resources.storage import Lake
 

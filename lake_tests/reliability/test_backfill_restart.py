@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_resources.datasets import dataset_spec
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake
 from lake_tests.reliability.conftest import DAYS, REPO_ROOT, child_env

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lake_resources import bi5
 from lake_resources.client import LakeClient
 from lake_resources.settings import LakeSettings
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.sources.vendor import compress_pull, make_pull, parse_pull, write_pull
 from lake_resources.storage import Lake
 from lake_resources.transforms.ticks import normalize_ticks
@@ -415,8 +415,8 @@ def test_damaged_api_hours_are_quarantined_through_the_assets_and_kept_as_receiv
     different lengths, NaN volumes, a negative time delta, a missing base price, a body truncated on every
     ask); each is quarantined with its reason, the other 19 hours proceed, and the raw zone keeps each
     response as received."""
-    from lake_resources import dukascopy_api as codec
-    from lake_resources.resources import DukascopyResource
+    from lake_resources.dagster_io import DukascopyResource
+    from lake_resources.sources.dukascopy import api_codec as codec
     from lake_resources.sources.vendor import decompress_pull
 
     root = api_server.root

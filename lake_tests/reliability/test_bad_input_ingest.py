@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lake_resources import bi5
 from lake_resources.client import LakeClient
 from lake_resources.settings import LakeSettings
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.sources.vendor import make_pull, parse_pull, write_pull
 from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
 from lake_tests.reliability.conftest import (
@@ -168,7 +168,7 @@ def test_quarantine_lists_only_the_damaged_hours(nonsense_run):
 _BOMB_CHILD = """
 import json, sys
 from datetime import date
-from lake_resources.ingest import ticks_from_payloads
+from lake_resources.sources.dukascopy.ingest import ticks_from_payloads
 def peak_rss_mb():
     # VmHWM: this process's peak RSS (ru_maxrss would carry the forking test process's peak over exec)
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -207,7 +207,7 @@ def test_real_fixture_day_has_no_false_quarantine(day_ticks):
 def test_generated_data_has_no_false_quarantine(tmp_path):
     """A generated fortnight of FX, metal, crypto ticks and vendor minute bars: nothing quarantined."""
     from lake_resources.generate import generate
-    from lake_resources.ingest import ticks_from_payloads
+    from lake_resources.sources.dukascopy.ingest import ticks_from_payloads
     from lake_resources.sources.vendor import LandingDirVendor
 
     symbols = ["EURUSD", "USDJPY", "XAUUSD", "BTCUSD", "AAPL"]
@@ -347,10 +347,10 @@ def test_odd_landing_file_names_do_not_fail_the_vendor_day(tmp_path):
     from lake_assets.definitions import defs
     from lake_assets.ingest.sensors import vendor_landing_sensor
     from lake_assets.partitions import date_symbol_partitions
+    from lake_resources.catalog.validation import validate_partition_value
+    from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
     from lake_resources.generate import DEFAULT_VENDOR, generate
-    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
     from lake_resources.storage import Lake
-    from lake_resources.validation import validate_partition_value
 
     lake = LakeResource(home=str(tmp_path / "lake"))
     landing = lake.settings().landing_root
@@ -401,7 +401,7 @@ def test_raw_names_are_valid_for_any_landing_name(feed):
     from hypothesis import strategies as st
 
     from lake_assets.ingest.vendor import raw_filename
-    from lake_resources.validation import validate_partition_value
+    from lake_resources.catalog.validation import validate_partition_value
 
     vendors = st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
     digests = st.binary(min_size=1, max_size=8).map(lambda b: __import__("hashlib").sha256(b).hexdigest())
@@ -423,7 +423,7 @@ def test_raw_names_are_valid_for_any_landing_name(feed):
 def test_price_check_fails_on_stored_nonsense_with_samples(day_ticks, bars_1m):
     """Ticks at the u32 maximum and a bar at a hundred times its price, stored without going through the
     tick quarantine: ``prices_valid`` fails, its failing rows name each value and the level."""
-    from lake_resources.quality import check_prices
+    from lake_resources.transforms.quality import check_prices
 
     ticks = normalize_ticks(day_ticks, "EURUSD")
     assert check_prices(ticks).passed and check_prices(bars_1m).passed  # the real day: no false alarm
@@ -442,7 +442,7 @@ def test_price_check_fails_on_stored_nonsense_with_samples(day_ticks, bars_1m):
 def test_timestamp_check_fails_on_stored_bars_off_the_minute(bars_1m):
     """A stored bars partition with a bar 130 ms past its minute: ``timestamps_in_day`` of a bars dataset
     fails naming the row; the real bars pass."""
-    from lake_resources.quality import check_timestamps_in_day
+    from lake_resources.transforms.quality import check_timestamps_in_day
 
     assert check_timestamps_in_day(bars_1m, DAY, bars=True).passed
     off = bars_1m.with_columns(ts=pl.when(pl.int_range(pl.len()) == 10).then(pl.col("ts") + pl.duration(milliseconds=130))

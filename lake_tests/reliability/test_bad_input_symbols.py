@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from lake_assets.cli import main
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.client import LakeClient
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake
-from lake_resources.validation import LakeValidationError
 
 PART = (("symbol", "EURUSD"), ("date", "2019-02-04"))
 

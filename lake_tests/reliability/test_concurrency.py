@@ -12,8 +12,8 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake, encode_parquet, prepare_frame, sha256
 from lake_tests.reliability.child import FIXTURE_DAY, fixture_ticks

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.damage import DamagedPartitionWarning, PartitionDamaged, verify_lake
-from lake_resources.datasets import dataset_spec
+from lake_resources.lifecycle.damage import DamagedPartitionWarning, PartitionDamaged, verify_lake
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake
 from lake_tests.reliability.conftest import REPO_ROOT, child_env, failure_messages, lake_resources_for, materialize
@@ -215,7 +215,7 @@ def test_scheduled_check_fails_naming_the_damaged_partition(tmp_path, fixture_ve
     import dagster as dg
 
     from lake_assets.lifecycle import partitions_match_checksums, storage_health, storage_verify_job
-    from lake_resources.resources import LakeResource
+    from lake_resources.dagster_io import LakeResource
 
     settings, lake, _xau = _lake(tmp_path, fixture_versions["old"]["frame"])
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake
 from lake_tests.reliability.conftest import REPO_ROOT, child_env

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import DATA_FILE, MANIFEST_FILE, Lake, encode_parquet, sha256
 from lake_tests.reliability.conftest import run_child

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets.operate import record_demo_config
-from lake_resources.api_layout import mirror_bi5_day
+from lake_assets.cli.demo import record_demo_config
 from lake_resources.settings import LakeSettings
+from lake_resources.sources.dukascopy.api_layout import mirror_bi5_day
 from lake_tests.reliability.conftest import REPO_ROOT, child_env, copy_datafeed_day
 
 LAKE = str(Path(sys.executable).parent / "lake")

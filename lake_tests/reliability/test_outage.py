@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_resources.datasets import dataset_spec
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import DATA_FILE, MANIFEST_FILE, Lake, LakeStorageError
 from lake_tests.reliability.conftest import (
@@ -48,7 +48,7 @@ def _data_objects_are_whole(lake: Lake, bucket: str, datafeed: Path) -> None:
         elif name == DATA_FILE and "/cold/" in key:
             dataset = key.split("/cold/")[1].split("/")[0]
             rel = key.split(f"/cold/{dataset}/")[1].rsplit("/", 1)[0]
-            from lake_resources.datasets import parse_partition_path
+            from lake_resources.catalog.datasets import parse_partition_path
 
             ok, detail = lake.verify(dataset, parse_partition_path(dataset_spec(dataset), rel), "cold")
             assert ok, detail

@@ -15,8 +15,8 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
 from lake_resources.lifecycle import move_partition
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import ColdTierUnreachable, ColdTierUnreachableWarning, Lake

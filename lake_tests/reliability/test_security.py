@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake, LakeStorageError
 from lake_tests.reliability.conftest import (
@@ -93,7 +93,7 @@ def test_no_path_traversal_through_dagster_partition_keys(dagster_defs):
     import dagster as dg
 
     from lake_assets.partitions import date_symbol_partitions, strategy_runs
-    from lake_resources.resources import LakeIOManager, partition_from_key
+    from lake_resources.dagster_io import LakeIOManager, partition_from_key
 
     for bad in HOSTILE:
         _refused(partition_from_key, TICKS, date_symbol_partitions, f"2019-02-04|{bad}")
@@ -106,7 +106,7 @@ def test_no_path_traversal_through_strategy_specs_vendor_files_and_sources(tmp_p
     """Hostile strategy names (which become run ids and partition paths), vendor names, pull ids and
     Dukascopy symbols are refused at their boundaries."""
     from lake_resources.research.heuristics import parse_spec
-    from lake_resources.sources.dukascopy import DukascopySource
+    from lake_resources.sources.dukascopy.datafeed import DukascopySource
     from lake_resources.sources.vendor import LandingDirVendor, write_pull
 
     spec = json.loads((REPO_ROOT / "strategies" / "saw_tooth_v1.json").read_text())
@@ -303,7 +303,7 @@ def test_storage_errors_name_the_endpoint_but_never_the_keys(tmp_path, own_s3, o
 # ---------------------------------------------------------------------------------------------
 def test_webserver_binds_loopback_unless_told_otherwise(tmp_path, monkeypatch):
     """``lake ui`` starts ``dagster dev -h 127.0.0.1`` by default (``--host`` changes it)."""
-    import lake_assets.operate.ui as operate  # where run_ui starts dagster dev
+    import lake_assets.cli.ui as operate  # where run_ui starts dagster dev
     from lake_assets.cli import build_parser
 
     commands = []
@@ -425,7 +425,7 @@ def test_tls_verify_option_reaches_every_engine():
     """``LAKE_S3_VERIFY`` (true / false / a CA bundle path) is passed to s3fs, polars and DuckDB."""
     import duckdb
 
-    from lake_resources.s3 import configure_duckdb_s3, polars_storage_options, s3fs_kwargs
+    from lake_resources.storage.s3 import configure_duckdb_s3, polars_storage_options, s3fs_kwargs
 
     base = {"LAKE_S3_ENDPOINT": "https://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
     seen = {}

@@ -16,11 +16,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
-from lake_resources.s3 import httpfs_extension_path
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake
+from lake_resources.storage.s3 import httpfs_extension_path
 from lake_tests.reliability.conftest import REPO_ROOT, child_env
 
 TICKS = dataset_spec("ticks")

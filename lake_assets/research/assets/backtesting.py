@@ -25,13 +25,13 @@ from lake_assets.research.lineage import (
     versions_json,
 )
 from lake_assets.research.plots import equity_png, equity_sparkline_markdown, png_markdown
+from lake_resources.catalog.datasets import dataset_spec
+from lake_resources.catalog.validation import validate_symbol
 from lake_resources.client import LakeClient
-from lake_resources.datasets import dataset_spec
+from lake_resources.dagster_io import LakeResource
 from lake_resources.research import backtest as bt
 from lake_resources.research import heuristics as hx
 from lake_resources.research.outcomes import outcome_scores
-from lake_resources.resources import LakeResource
-from lake_resources.validation import validate_symbol
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from lake_assets.research.lineage import (
     lineage_digest,
     versions_json,
 )
-from lake_resources.datasets import dataset_spec
+from lake_resources.catalog.datasets import dataset_spec
+from lake_resources.dagster_io import ALLOW_MISSING_KEY, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.research import features as fs
-from lake_resources.resources import ALLOW_MISSING_KEY, LakeResource, PartitionInputs, PartitionStream
 from lake_resources.storage import PartitionNotFound
 
 # ----------------------------------------------------------------------------------------------

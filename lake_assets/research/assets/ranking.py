@@ -11,13 +11,13 @@ from lake_assets.metadata import OWNERS, dataset_description, dataset_kinds, dat
 from lake_assets.research.assets.backtesting import LEADERBOARD_AUTOMATION
 from lake_assets.research.assets.common import LEADERBOARD_CODE_VERSION, SUMMARY_COLUMNS, table_metadata
 from lake_assets.research.assets.registry import strategies_directory
+from lake_resources.catalog.validation import LakeValidationError, validate_symbol
 from lake_resources.client import LakeClient
+from lake_resources.dagster_io import LakeResource
 from lake_resources.research import backtest as bt
 from lake_resources.research import heuristics as hx
 from lake_resources.research import leaderboard as lb
-from lake_resources.resources import LakeResource
 from lake_resources.storage import PartitionNotFound
-from lake_resources.validation import LakeValidationError, validate_symbol
 
 
 # ----------------------------------------------------------------------------------------------

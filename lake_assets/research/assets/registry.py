@@ -15,8 +15,8 @@ from lake_assets.research.assets.common import REPO_ROOT, STRATEGIES_ENV, _outpu
 from lake_assets.research.lineage import (
     lineage_digest,
 )
+from lake_resources.dagster_io import LakeResource
 from lake_resources.research import heuristics as hx
-from lake_resources.resources import LakeResource
 from lake_resources.storage import PartitionNotFound
 
 

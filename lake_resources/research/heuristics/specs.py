@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from lake_resources.validation import LakeValidationError, validate_partition_value, validate_symbol
+from lake_resources.catalog.validation import LakeValidationError, validate_partition_value, validate_symbol
 
 TS_DTYPE = pl.Datetime("ns", "UTC")
 KINDS = ("ma_crossover", "bollinger_mean_reversion", "breakout", "saw_tooth")

@@ -11,12 +11,12 @@ from typing import Any
 
 import polars as pl
 
-from lake_resources.sources.vendor.records import _EPOCH, _INT64_MAX, _INT64_MIN, _NS_PER_S, _TS, FEEDS, TS_DTYPE
-from lake_resources.validation import (
+from lake_resources.catalog.validation import (
     LakeValidationError,
     parse_date,
     validate_symbol,
 )
+from lake_resources.sources.vendor.records import _EPOCH, _INT64_MAX, _INT64_MIN, _NS_PER_S, _TS, FEEDS, TS_DTYPE
 
 # ------------------------------------------------------------------------------------- feed schemas
 

@@ -10,7 +10,13 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lake_resources.sources.dukascopy import SourceError
+from lake_resources.catalog.validation import (
+    LakeValidationError,
+    parse_date,
+    validate_partition_value,
+    validate_symbol,
+)
+from lake_resources.sources.dukascopy.datafeed import SourceError
 from lake_resources.sources.vendor.feeds import _spec
 from lake_resources.sources.vendor.parse import combine_results, parse_pull
 from lake_resources.sources.vendor.records import (
@@ -22,12 +28,6 @@ from lake_resources.sources.vendor.records import (
     compress_pull,
 )
 from lake_resources.storage import write_atomic
-from lake_resources.validation import (
-    LakeValidationError,
-    parse_date,
-    validate_partition_value,
-    validate_symbol,
-)
 
 # ------------------------------------------------------------------------------- building and layout
 

@@ -11,7 +11,12 @@ from typing import Any
 
 import polars as pl
 
-from lake_resources.instruments import catalogue
+from lake_resources.catalog.instruments import catalogue
+from lake_resources.catalog.validation import (
+    LakeValidationError,
+    parse_date,
+    validate_symbol,
+)
 from lake_resources.sources.json_keys import DuplicateKeys, duplicate_keys, loads_marking_duplicates
 from lake_resources.sources.vendor.feeds import (
     _Bad,
@@ -37,11 +42,6 @@ from lake_resources.sources.vendor.records import (
     decompress_pull,
 )
 from lake_resources.transforms import domain
-from lake_resources.validation import (
-    LakeValidationError,
-    parse_date,
-    validate_symbol,
-)
 
 # ---------------------------------------------------------------------------------------- parsing
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import logging
 import time
 
-from lake_assets.cli import REPO_ROOT, prepare_dagster_home
-from lake_assets.operate.common import SILENT_RUN_CONFIG, Say, _print, calendar_days, parse_symbols, quiet_dagster
-from lake_assets.watch import (
+from lake_assets.cli.common import (
+    REPO_ROOT,
+    SILENT_RUN_CONFIG,
+    Say,
+    _print,
+    calendar_days,
+    parse_symbols,
+    prepare_dagster_home,
+    quiet_dagster,
+)
+from lake_assets.cli.watch import (
     DEFAULT_STALL_TIMEOUT_S,
     HEARTBEAT_MAX_AGE_S,
     daemon_running,
@@ -26,7 +34,7 @@ def _resolve_selection(selection: str, asset_graph) -> list:
     """Comma-separated asset keys or Dagster selection clauses (``group:canonical``, ``key:bars_*``)."""
     import dagster as dg
 
-    from lake_resources.validation import LakeValidationError
+    from lake_resources.catalog.validation import LakeValidationError
 
     combined = None
     for item in (s.strip() for s in selection.split(",") if s.strip()):
@@ -70,7 +78,7 @@ def run_backfill(settings, *, start: str, end: str, symbols: str,
     from dagster._daemon.monitoring import execute_run_monitoring_iteration
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-    from lake_resources.validation import LakeValidationError, parse_date
+    from lake_resources.catalog.validation import LakeValidationError, parse_date
 
     prepare_dagster_home(settings)
     first, last = parse_date(start), parse_date(end)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 
-from lake_resources.validation import (
+from lake_resources.catalog.validation import (
     LakeValidationError,
     parse_date,
     validate_dataset,

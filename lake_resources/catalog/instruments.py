@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
-from lake_resources.validation import validate_symbol
+from lake_resources.catalog.validation import validate_symbol
 
 
 class UnknownSymbolError(KeyError):
@@ -55,7 +55,7 @@ def instrument(symbol: str) -> Instrument:
         return catalogue()[key]
     except KeyError:
         raise UnknownSymbolError(
-            f"unknown symbol {key!r}: not in the instrument catalogue (lake_resources/instruments.json)"
+            f"unknown symbol {key!r}: not in the instrument catalogue (lake_resources/catalog/instruments.json)"
         ) from None
 
 

@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
-from lake_resources.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
+from lake_resources.catalog.datasets import DatasetSpec, Partition, Tier, dataset_spec, partition_label
 from lake_resources.settings import (
     DEFAULT_DUKASCOPY_API,
     DEFAULT_DUKASCOPY_FEED,
@@ -296,12 +296,12 @@ class DukascopyResource(dg.ConfigurableResource):
     api_empty_pause_seconds: float = 1.0
 
     def source(self):
-        from lake_resources.s3 import s3fs_kwargs
-        from lake_resources.sources.dukascopy import DukascopySource
+        from lake_resources.sources.dukascopy.datafeed import DukascopySource
+        from lake_resources.storage.s3 import s3fs_kwargs
 
         settings = self.lake.settings()
         if parse_feed(self.feed) == "api":
-            from lake_resources.sources.dukascopy_api import DukascopyApiSource
+            from lake_resources.sources.dukascopy.api import DukascopyApiSource
 
             remote = self.api_url.startswith(("http://", "https://"))
             return DukascopyApiSource(

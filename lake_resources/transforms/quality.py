@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from lake_resources.calendar import Market, expected_hours, market_of
+from lake_resources.catalog.calendar import Market, expected_hours, market_of
 from lake_resources.transforms import domain
 from lake_resources.transforms.ticks import TS_DTYPE
 

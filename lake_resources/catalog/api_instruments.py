@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lake_resources.validation import validate_symbol
+from lake_resources.catalog.validation import validate_symbol
 
 SHIPPED = "instruments_api.json"
 

@@ -51,9 +51,9 @@ def explain(exc: BaseException, env: Mapping[str, str] | None = None) -> tuple[i
     """(exit status, one-line message) for an error that reached the ``lake`` command."""
     import duckdb
 
-    from lake_resources.instruments import UnknownSymbolError
+    from lake_resources.catalog.instruments import UnknownSymbolError
+    from lake_resources.catalog.validation import LakeValidationError
     from lake_resources.storage import LakeStorageError
-    from lake_resources.validation import LakeValidationError
 
     env = os.environ if env is None else env
     if isinstance(exc, (LakeValidationError, UnknownSymbolError)):

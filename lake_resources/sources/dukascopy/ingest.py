@@ -11,8 +11,9 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 
-from lake_resources import bi5, dukascopy_api
-from lake_resources.instruments import instrument
+from lake_resources.catalog.instruments import instrument
+from lake_resources.sources.dukascopy import api_codec as dukascopy_api
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.storage import Lake
 from lake_resources.transforms.ticks import normalize_ticks, split_bad_ticks
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lake_resources import dukascopy_api as codec
+from lake_resources.sources.dukascopy import api_codec as codec
 from lake_resources.storage import write_atomic
 
 _NON_ALNUM = re.compile(r"[^A-Za-z0-9]")

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import numpy as np
 import polars as pl
 
-from lake_resources.bi5 import MS_PER_HOUR, TS_DTYPE, HourProblem
+from lake_resources.sources.dukascopy.bi5 import MS_PER_HOUR, TS_DTYPE, HourProblem
 
 _NS_PER_MS = 1_000_000
 TICK_ARRAYS = ("times", "asks", "bids", "askVolumes", "bidVolumes")
@@ -229,7 +229,7 @@ def decode_day_ticks_checked(
 ) -> tuple[pl.DataFrame, list[HourProblem]]:
     """Decode a day's hourly responses (None = no response) into one frame in time order.
 
-    A malformed response is set aside whole (reported as a :class:`~lake_resources.bi5.HourProblem`);
+    A malformed response is set aside whole (reported as a :class:`~lake_resources.sources.dukascopy.bi5.HourProblem`);
     ticks outside their hour are dropped and reported; every other hour proceeds.
     """
     if len(hours) != 24:

@@ -2,7 +2,7 @@
 
 Bases: ``https://jetta.dukascopy.com/v1`` (default), any ``http(s)://`` mirror, ``s3://bucket/prefix``,
 or a local directory / ``file://`` laid out like the URL paths (``ticks/EUR-USD/2026/7/13/12``, a file).
-Transport, retries and the download cache are the BI5 source's (:mod:`lake_resources.sources.dukascopy`):
+Transport, retries and the download cache are the BI5 source's (:mod:`lake_resources.sources.dukascopy.datafeed`):
 one retry loop with exponential backoff and jitter on timeouts, connection errors, 5xx and 429 (waiting
 at least the server's ``Retry-After``); a 404 is *missing* (no data); a 200 whose JSON does not parse
 (a truncated body) is asked again like a 5xx and, if it never parses, kept as received so the decoder
@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from lake_resources import dukascopy_api as codec
-from lake_resources.api_instruments import api_code
-from lake_resources.bi5 import day_hours
-from lake_resources.sources.dukascopy import (
+from lake_resources.catalog.api_instruments import api_code
+from lake_resources.catalog.validation import parse_date, validate_symbol
+from lake_resources.sources.dukascopy import api_codec as codec
+from lake_resources.sources.dukascopy.bi5 import day_hours
+from lake_resources.sources.dukascopy.datafeed import (
     HourFetch,
     HourStatus,
     SourceError,
@@ -48,7 +49,6 @@ from lake_resources.sources.dukascopy import (
     _S3Backend,
     _utc_hour,
 )
-from lake_resources.validation import parse_date, validate_symbol
 
 DEFAULT_API_BASE = "https://jetta.dukascopy.com/v1"
 FEED = "api"
@@ -284,7 +284,7 @@ class DukascopyApiSource:
 
 
 def _calendar_hours(symbol: str, day: date) -> list[int]:
-    from lake_resources.calendar import expected_hours
+    from lake_resources.catalog.calendar import expected_hours
 
     try:
         return expected_hours(symbol, day)

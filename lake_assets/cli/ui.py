@@ -8,8 +8,7 @@ import subprocess
 import sys
 import threading
 
-from lake_assets.cli import REPO_ROOT, prepare_dagster_home
-from lake_assets.operate.common import Say, _print
+from lake_assets.cli.common import REPO_ROOT, Say, _print, prepare_dagster_home
 
 
 # ------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from lake_assets.operate.common import DEMO_GROUPS, RANGE_END_TAG, RANGE_START_TAG, Say, contiguous_ranges
+from lake_assets.cli.common import DEMO_GROUPS, RANGE_END_TAG, RANGE_START_TAG, Say, contiguous_ranges
 
 
 # ------------------------------------------------------------------------------------------
@@ -108,8 +108,8 @@ def step_partitions(step: Step, days: Sequence[date], symbols: Sequence[str], in
 def _in_lake(asset_graph, key, partition_keys: list[str], lake) -> set[str]:
     """Which of a date x symbol asset's partition keys the lake holds (all, if it stores no dataset)."""
     from lake_assets.partitions import split_key
-    from lake_resources.datasets import DATASETS
-    from lake_resources.resources import DATASET_KEY
+    from lake_resources.catalog.datasets import DATASETS
+    from lake_resources.dagster_io import DATASET_KEY
 
     meta = asset_graph.get(key).metadata or {}
     dataset = meta.get(DATASET_KEY)

@@ -5,30 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _settings():
     from lake_resources.settings import LakeSettings
 
     return LakeSettings.from_env()
-
-
-def prepare_dagster_home(settings) -> Path:
-    """DAGSTER_HOME (default LAKE_HOME/dagster) with the project's dagster.yaml in it."""
-    home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    src = REPO_ROOT / "dagster.yaml"
-    dst = home / "dagster.yaml"
-    if src.exists() and (not dst.exists() or dst.read_bytes() != src.read_bytes()):
-        shutil.copyfile(src, dst)
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ.setdefault("LAKE_HOME", str(settings.home_abs))
-    return home
 
 
 # ------------------------------------------------------------------------------------------
@@ -51,7 +35,7 @@ def cmd_sql(args) -> int:
         elif fmt == "json":
             out.write(df.write_json() + "\n")
         else:
-            from lake_assets.sql_format import render
+            from lake_assets.cli.sql_format import render
 
             out.write(render(df, args.max_rows, args.layout, width=None if not args.out else 200))
     finally:
@@ -65,8 +49,8 @@ def _sql_frame(client, args):
     is an unreachable S3 cold tier the query did without."""
     import warnings
 
-    from lake_resources.damage import DamagedPartitionWarning
     from lake_resources.storage import ColdTierUnreachableWarning
+    from lake_resources.storage.layout import DamagedPartitionWarning
 
     shown = (DamagedPartitionWarning, ColdTierUnreachableWarning)
     with warnings.catch_warnings(record=True) as caught:
@@ -127,9 +111,9 @@ def cmd_config(args) -> int:
 
 def _set_lake_config(assignments: list[str], unset: list[str]) -> int:
     """``lake config --set NAME=VALUE`` / ``--unset NAME``: change this lake's lake.toml (validated first)."""
+    from lake_resources.catalog.validation import LakeValidationError
     from lake_resources.lakeconfig import write_lake_config
     from lake_resources.settings import ENV_VARS, LakeSettings
-    from lake_resources.validation import LakeValidationError
 
     updates: dict[str, str | None] = {name.strip(): None for name in unset}
     for item in assignments:
@@ -152,15 +136,17 @@ def cmd_env(args) -> int:
     import shlex
 
     settings = _settings()
+    from lake_assets.cli.common import prepare_dagster_home
+
     home = prepare_dagster_home(settings)
     print(f"export LAKE_HOME={shlex.quote(str(settings.home_abs))} DAGSTER_HOME={shlex.quote(str(home))}")
     return 0
 
 
 def cmd_generate(args) -> int:
+    from lake_resources.catalog.instruments import instrument
+    from lake_resources.catalog.validation import LakeValidationError, parse_date
     from lake_resources.generate import generate
-    from lake_resources.instruments import instrument
-    from lake_resources.validation import LakeValidationError, parse_date
 
     settings = _settings()
     out = Path(args.out) if args.out else settings.landing_root
@@ -182,15 +168,15 @@ def cmd_generate(args) -> int:
 
 def cmd_instruments(args) -> int:
     """``lake instruments sync``: refresh the API instrument catalogue from the API (LAKE_DUKASCOPY_API)."""
-    from lake_resources.api_instruments import catalogue_path, lake_copy_path, shipped_path
-    from lake_resources.instrument_sync import SyncError, sync
-    from lake_resources.sources.dukascopy import SourceError
-    from lake_resources.sources.dukascopy_api import DukascopyApiSource
+    from lake_resources.catalog.api_instruments import catalogue_path, lake_copy_path, shipped_path
+    from lake_resources.sources.dukascopy.api import DukascopyApiSource
+    from lake_resources.sources.dukascopy.datafeed import SourceError
+    from lake_resources.sources.dukascopy.instrument_sync import SyncError, sync
 
     settings = _settings()
     base = args.base or settings.dukascopy_api
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else list(settings.symbols)
-    from lake_resources.instruments import catalogue
+    from lake_resources.catalog.instruments import catalogue
 
     symbols = [s for s in symbols if catalogue().get(s.upper()) is None or catalogue()[s.upper()].source == "dukascopy"]
     out = Path(args.out) if args.out else (catalogue_path() if catalogue_path() != shipped_path() else lake_copy_path())
@@ -215,19 +201,19 @@ def cmd_serve(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from lake_assets.operate import run_ui
+    from lake_assets.cli.ui import run_ui
 
     return run_ui(_settings(), host=args.host, port=args.port)
 
 
 def cmd_demo(args) -> int:
-    from lake_assets.operate import run_demo
+    from lake_assets.cli.demo import run_demo
 
     return run_demo(_settings(), days=args.days, symbols=args.symbols, ticks_per_day=args.ticks_per_day)
 
 
 def cmd_backfill(args) -> int:
-    from lake_assets.operate import run_backfill
+    from lake_assets.cli.backfill import run_backfill
 
     return run_backfill(_settings(), start=args.start, end=args.end, symbols=args.symbols,
                         selection=args.select, wait=not args.no_wait, stall_timeout=args.stall_timeout)
@@ -235,7 +221,7 @@ def cmd_backfill(args) -> int:
 
 # ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from lake_assets.watch import DEFAULT_STALL_TIMEOUT_S
+    from lake_assets.cli.watch import DEFAULT_STALL_TIMEOUT_S
 
     parser = argparse.ArgumentParser(prog="lake", description="quant-lake: a market-data lake on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -356,13 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lake_assets.errors import explain, redact
+    from lake_assets.cli.errors import explain, redact
 
     try:
         return args.fn(args) or 0
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # one line naming what and where (see lake_assets/errors.py); no traceback
+    except Exception as exc:  # one line naming what and where (see lake_assets/cli/errors.py); no traceback
         if os.environ.get("LAKE_DEBUG"):
             raise
         status, message = explain(exc)
@@ -370,5 +356,3 @@ def main(argv: list[str] | None = None) -> int:
         return status
 
 
-if __name__ == "__main__":
-    sys.exit(main())

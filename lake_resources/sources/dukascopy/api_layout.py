@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lake_resources import bi5
-from lake_resources import dukascopy_api as codec
+from lake_resources.sources.dukascopy import api_codec as codec
+from lake_resources.sources.dukascopy import bi5
 from lake_resources.storage import write_atomic
 
 _MS_PER_MINUTE = 60_000

@@ -16,7 +16,7 @@ generated data and the gap checks agree in summer and in winter.
 - Anything else (index and stock CFDs, ...): ``Market.UNKNOWN``, no rule; callers must not guess.
 
 **An instrument's own schedule wins.** Once ``lake instruments sync`` has stored an instrument's trading
-schedule, timezone and holidays from the Dukascopy API (:mod:`lake_resources.api_instruments`), its
+schedule, timezone and holidays from the Dukascopy API (:mod:`lake_resources.catalog.api_instruments`), its
 sessions come from them (:func:`schedule_sessions`): each weekday's sessions in the instrument's
 timezone, minus its holidays. A symbol with no class rule but a known schedule is ``Market.SCHEDULE``.
 """
@@ -28,7 +28,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-from lake_resources.instruments import instrument
+from lake_resources.catalog.instruments import instrument
 
 NEW_YORK = ZoneInfo("America/New_York")
 FX_ROLL = time(17, 0)  # the FX day ends at 17:00 New York
@@ -145,7 +145,7 @@ _WEEKDAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY",
 def own_schedule(symbol: str):
     """The instrument's own schedule from the API catalogue (an ``ApiInstrument`` with schedule and
     timezone), or None when not known."""
-    from lake_resources.api_instruments import api_catalogue
+    from lake_resources.catalog.api_instruments import api_catalogue
 
     inst = api_catalogue().get(symbol.upper())
     return inst if inst is not None and inst.schedule and inst.timezone else None

@@ -1,7 +1,7 @@
 """Dukascopy datafeed source: hourly BI5 tick files from an HTTP mirror, a local directory or S3.
 
 Every base serves the same layout, ``{SYMBOL}/{YYYY}/{MM zero-based}/{DD}/{HH}h_ticks.bi5``
-(:func:`lake_resources.bi5.hour_path`):
+(:func:`lake_resources.sources.dukascopy.bi5.hour_path`):
 
 - ``http://`` / ``https://`` — a mirror (default: Dukascopy's own datafeed host). ``requests`` with one
   pooled Session, timeouts, and retries with exponential backoff (plus jitter) on 5xx, 429, timeouts and
@@ -39,9 +39,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from lake_resources.bi5 import day_hours, hour_path
+from lake_resources.catalog.validation import parse_date, validate_symbol
+from lake_resources.sources.dukascopy.bi5 import day_hours, hour_path
 from lake_resources.storage import write_atomic
-from lake_resources.validation import parse_date, validate_symbol
 
 DEFAULT_BASE = "https://datafeed.dukascopy.com/datafeed"
 
@@ -70,7 +70,7 @@ class HourFetch:
     source: str  # URL or path it came from, without credentials
     sha256: str | None  # of the payload; None when missing
     from_cache: bool = False
-    feed: str = "datafeed"  # "datafeed" (BI5) or "api" (JSON data API, lake_resources.sources.dukascopy_api)
+    feed: str = "datafeed"  # "datafeed" (BI5) or "api" (JSON data API, lake_resources.sources.dukascopy.api)
 
 
 def _utc_hour(hour_start: datetime) -> datetime:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import pandera.polars as pa
 import polars as pl
 
+from lake_resources.catalog.validation import LakeValidationError
 from lake_resources.transforms.bars import BAR_SCHEMA
 from lake_resources.transforms.ticks import TICK_SCHEMA, TS_DTYPE
-from lake_resources.validation import LakeValidationError
 
 #: How many failure cases a ValidationOutcome carries (the count covers all of them).
 FAILURE_SAMPLE = 20
@@ -29,7 +29,7 @@ FAILURE_COLUMNS: dict[str, pl.DataType] = {
     "failure_value": pl.Utf8(),
     "index": pl.Int64(),
 }
-SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,31}$"  # as lake_resources.validation.validate_symbol
+SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,31}$"  # as lake_resources.catalog.validation.validate_symbol
 
 
 # --- reusable checks ----------------------------------------------------------------------------
@@ -218,9 +218,9 @@ FEATURES = pa.DataFrameSchema(
     name="features",
 )
 
-# --- the vendor's own candles (lake_resources.vendor_candles) -----------------------------------
+# --- the vendor's own candles (lake_resources.sources.dukascopy.candles) -----------------------------------
 
-from lake_resources.vendor_candles import CANDLE_SCHEMA  # noqa: E402
+from lake_resources.sources.dukascopy.candles import CANDLE_SCHEMA  # noqa: E402
 
 VENDOR_CANDLES = pa.DataFrameSchema(
     {

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lake_resources.storage.atomic import write_atomic
+
 RECORD_FILE = "cold_record.json"
 #: A listing that finds what the record already says rewrites it at most this often (the age of the
 #: record is exact to within this).
@@ -157,8 +159,6 @@ class ColdRecord:
     @contextlib.contextmanager
     def _editing(self, spec) -> Iterator[dict]:
         """The dataset's entry, fresh from disk under the lock; the record is written back atomically."""
-        from lake_resources.storage import write_atomic
-
         self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
+from pathlib import Path
 
 #: Groups the demo materializes, in this order (lifecycle moves data between tiers by its own policy).
 DEMO_GROUPS = ("ingest", "canonical", "research")
@@ -26,6 +28,22 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 Say = Callable[[str], None]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def prepare_dagster_home(settings) -> Path:
+    """DAGSTER_HOME (default LAKE_HOME/dagster) with the project's dagster.yaml in it."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    src = REPO_ROOT / "dagster.yaml"
+    dst = home / "dagster.yaml"
+    if src.exists() and (not dst.exists() or dst.read_bytes() != src.read_bytes()):
+        shutil.copyfile(src, dst)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault("LAKE_HOME", str(settings.home_abs))
+    return home
+
 
 
 def _print(msg: str) -> None:
@@ -63,8 +81,8 @@ def parse_symbols(symbols: str | Iterable[str], settings=None) -> list[str]:
 
     An unknown instrument and a known one the lake does not ingest get different errors; the
     second names the exact command that adds it."""
+    from lake_resources.catalog.validation import LakeValidationError, validate_symbol
     from lake_resources.settings import LakeSettings
-    from lake_resources.validation import LakeValidationError, validate_symbol
 
     items = symbols.split(",") if isinstance(symbols, str) else list(symbols)
     chosen = list(dict.fromkeys(validate_symbol(s.strip().upper()) for s in items if s.strip()))
@@ -96,7 +114,7 @@ def lake_resources_for(settings, *, dukascopy_url: str | None = None, dukascopy_
     Dukascopy feed and bases default to the settings' (``LAKE_DUKASCOPY_FEED``/``_API``/``_URL``)."""
     import dagster as dg
 
-    from lake_resources.resources import DukascopyResource, LakeIOManager, LakeResource
+    from lake_resources.dagster_io import DukascopyResource, LakeIOManager, LakeResource
 
     def secret(name: str):
         return dg.EnvVar(name) if os.environ.get(name) else None

@@ -14,58 +14,15 @@ size with its manifest and opens its footer, and reads the warm partitions one b
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
 import pyarrow.parquet as pq
 
-from lake_resources.datasets import DATASETS, DatasetSpec, Partition, Tier, dataset_spec, partition_label
+from lake_resources.catalog.datasets import DATASETS, DatasetSpec, Partition, Tier, dataset_spec
 from lake_resources.storage import Lake, LakeStorageError, Located, encode_parquet, sha256
-
-
-@dataclass(frozen=True)
-class Damage:
-    dataset: str
-    partition: Partition
-    tier: str
-    uri: str
-    detail: str
-
-    @property
-    def key(self) -> tuple[str, Partition, str]:
-        return self.dataset, self.partition, self.tier
-
-    def describe(self) -> str:
-        return f"{self.dataset} {partition_label(self.partition)} in {self.tier} ({self.uri}): {self.detail}"
-
-    def as_dict(self) -> dict:
-        return {"dataset": self.dataset, "partition": partition_label(self.partition), "tier": self.tier,
-                "uri": self.uri, "detail": self.detail, **dict(self.partition)}
-
-
-class PartitionDamaged(LakeStorageError):
-    """A read met damaged partitions; the message names each one (dataset, partition, tier, path)."""
-
-    def __init__(self, damaged: list[Damage], cause: str = ""):
-        self.damaged = damaged
-        names = "; ".join(d.describe() for d in damaged[:10]) + (f"; and {len(damaged) - 10} more" if len(damaged) > 10 else "")
-        super().__init__(
-            f"{len(damaged)} damaged partition(s): {names}. Re-materialize them to repair; "
-            "`lake storage --verify` checks every partition"
-            + (f" (the read failed with: {cause.splitlines()[0][:200]})" if cause else ""))
-
-
-class DamagedPartitionWarning(UserWarning):
-    """A read asked to skip damaged partitions left these out."""
-
-
-def warn_skipped(damaged: list[Damage], needed: bool = True) -> None:
-    """One warning per damaged partition: left out of a read (``needed``), or not needed by the query."""
-    what = "skipped damaged partition" if needed else "damaged partition (this query did not need its rows)"
-    for d in damaged:
-        warnings.warn(f"{what} {d.describe()}", DamagedPartitionWarning, stacklevel=3)
+from lake_resources.storage.layout import Damage
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +213,7 @@ def format_verify(report: VerifyReport) -> str:
 def cli_verify(lake: Lake, args) -> int:
     """``lake storage --verify [--dataset D] [--symbols A,B] [--start DATE] [--end DATE] [--json]``:
     exit status 1 when any copy is damaged, each named on its own line."""
-    from lake_resources.validation import parse_date, validate_symbol
+    from lake_resources.catalog.validation import parse_date, validate_symbol
 
     symbols = [validate_symbol(s) for s in args.symbols.split(",") if s.strip()] if getattr(args, "symbols", None) else None
     start = parse_date(args.start) if getattr(args, "start", None) else None

@@ -147,10 +147,10 @@ def fetch_vendor_candles(lake, source, symbol: str, day: date, kind: str) -> tup
     """The vendor's BID and ASK candles of ``kind`` opening on ``day``, fetched through ``source`` (either
     feed); each response is kept in the raw zone as received (API ones zstd-compressed). Returns the
     wide frame and one line per side saying where it came from."""
-    from lake_resources import bi5
-    from lake_resources import dukascopy_api as codec
-    from lake_resources.ingest import RAW_SOURCE
-    from lake_resources.instruments import instrument
+    from lake_resources.catalog.instruments import instrument
+    from lake_resources.sources.dukascopy import api_codec as codec
+    from lake_resources.sources.dukascopy import bi5
+    from lake_resources.sources.dukascopy.ingest import RAW_SOURCE
     from lake_resources.sources.vendor import compress_pull
 
     sides: dict[str, pl.DataFrame] = {}

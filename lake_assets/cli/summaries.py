@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lake_assets.operate.common import Say
+from lake_assets.cli.common import Say
 
 
 # ------------------------------------------------------------------------------------------

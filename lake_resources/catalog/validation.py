@@ -7,7 +7,7 @@ Everything user-supplied passes through here before it becomes part of a storage
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -71,3 +71,22 @@ def validate_lake_home(path: str) -> str:
             "choose a LAKE_HOME without '?'"
         )
     return path
+
+
+TimeLike = str | date | datetime
+
+
+def time_bound(value: TimeLike, *, end: bool) -> datetime:
+    """A date (``YYYY-MM-DD``) as a bound covers the whole day; datetimes are taken as UTC."""
+    if isinstance(value, str):
+        if len(value) == 10:
+            value = parse_date(value)
+        else:
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise LakeValidationError(f"invalid time {value!r}: use YYYY-MM-DD or ISO 8601") from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    start = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    return start + timedelta(days=1) if end else start

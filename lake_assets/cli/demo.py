@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
-from lake_assets.cli import REPO_ROOT, prepare_dagster_home
-from lake_assets.operate.common import (
+from lake_assets.cli.common import (
     DEMO_GROUPS,
     DEMO_LAST_DAY,
     DEMO_SEED,
     LEADERBOARD_COLUMNS,
     QUIET_RUN_CONFIG,
+    REPO_ROOT,
     Say,
     _print,
     calendar_days,
     lake_resources_for,
     parse_symbols,
+    prepare_dagster_home,
     quiet_dagster,
     trading_days,
 )
-from lake_assets.operate.planning import RunProgress, demo_steps, plan_runs, step_partitions, up_to_date
-from lake_assets.operate.summaries import _print_frame, check_summaries, format_check_summaries
-from lake_resources.lakeconfig import record_demo_config
+from lake_assets.cli.planning import RunProgress, demo_steps, plan_runs, step_partitions, up_to_date
+from lake_assets.cli.summaries import _print_frame, check_summaries, format_check_summaries
+from lake_resources.lakeconfig import DEFAULT, ENVIRONMENT, write_lake_config
+from lake_resources.settings import ENV_VARS
 
 
 # ------------------------------------------------------------------------------------------
@@ -189,3 +192,37 @@ def _print_where(settings, say: Say) -> None:
         say(f"  {label:<13} {settings.describe()[label]}")
     say(f"Query it:     {env}lake sql \"select symbol, count(*) from bars_1m group by 1\"")
     say(f"Open the UI:  {env}lake ui   then http://127.0.0.1:3000 (asset graph, partitions, checks, runs)")
+
+
+def record_demo_config(settings, symbols: str, start: date, say: Callable[[str], None] = print):
+    """Make the lake remember what the demo put in it (``LAKE_HOME/lake.toml``): its feed (the sample
+    files in the landing area, API and BI5 layouts), its first day and its symbols, so later commands (``lake
+    backfill``, ``lake ui``, ``dagster``) use them and the partitions fit the data. Values set in the
+    environment are not written (they win anyway); a window or symbol list already recorded grows."""
+    from lake_resources.catalog.validation import validate_symbol
+
+    requested = list(dict.fromkeys(validate_symbol(s) for s in symbols.split(",") if s.strip()))
+    if settings.source("LAKE_SYMBOLS") == ENVIRONMENT:
+        settings.require_symbols(requested)
+    updates: dict[str, str] = {}
+    recorded = settings.source("LAKE_SYMBOLS") not in (ENVIRONMENT, DEFAULT)
+    if settings.source("LAKE_SYMBOLS") != ENVIRONMENT:
+        have = list(settings.symbols) if recorded else []
+        updates["LAKE_SYMBOLS"] = ",".join(dict.fromkeys([*have, *requested]))
+    if settings.source("LAKE_START_DATE") != ENVIRONMENT:
+        first = start.isoformat()
+        recorded_start = settings.start_date if settings.source("LAKE_START_DATE") != DEFAULT else first
+        updates["LAKE_START_DATE"] = min(first, recorded_start)
+    # the demo's sample feed in both layouts: the JSON data API (the default feed) and BI5
+    if settings.source("LAKE_DUKASCOPY_API") == DEFAULT:
+        updates["LAKE_DUKASCOPY_API"] = str(settings.landing_root / "dukascopy-api")
+    if settings.source("LAKE_DUKASCOPY_URL") == DEFAULT:
+        updates["LAKE_DUKASCOPY_URL"] = str(settings.landing_root / "dukascopy")
+    current = {"LAKE_SYMBOLS": ",".join(settings.symbols), "LAKE_START_DATE": settings.start_date,
+               "LAKE_DUKASCOPY_URL": settings.dukascopy_url, "LAKE_DUKASCOPY_API": settings.dukascopy_api}
+    changed = {k: v for k, v in updates.items() if settings.source(k) == DEFAULT or v != current[k]}
+    if not changed:
+        return settings
+    path = write_lake_config(settings.home, ENV_VARS, changed)
+    say(f"lake config {path}: " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())))
+    return type(settings).from_env({**os.environ, "LAKE_HOME": str(settings.home_abs)})

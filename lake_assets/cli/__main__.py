@@ -1,0 +1,3 @@
+from lake_assets.cli.main import main
+
+raise SystemExit(main())
