@@ -15,9 +15,10 @@ import pytest
 
 from lake_resources.catalog.datasets import dataset_spec
 from lake_resources.client import LakeClient
-from lake_resources.lifecycle.damage import DamagedPartitionWarning, PartitionDamaged, verify_lake
+from lake_resources.lifecycle.damage import verify_lake
 from lake_resources.settings import LakeSettings
 from lake_resources.storage import Lake
+from lake_resources.storage.layout import DamagedPartitionWarning, PartitionDamaged
 from lake_tests.reliability.conftest import REPO_ROOT, child_env, failure_messages, lake_resources_for, materialize
 
 TICKS = dataset_spec("ticks")
