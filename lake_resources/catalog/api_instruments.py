@@ -36,7 +36,7 @@ class ApiInstrument:
 
 
 def shipped_path() -> Path:
-    return Path(str(resources.files("lake_resources").joinpath(SHIPPED)))
+    return Path(str(resources.files("lake_resources.catalog").joinpath(SHIPPED)))
 
 
 def lake_copy_path() -> Path:

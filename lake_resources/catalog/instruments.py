@@ -33,7 +33,7 @@ class Instrument:
 
 @cache
 def catalogue() -> dict[str, Instrument]:
-    raw = json.loads(resources.files("lake_resources").joinpath("instruments.json").read_text())
+    raw = json.loads(resources.files("lake_resources.catalog").joinpath("instruments.json").read_text())
     out: dict[str, Instrument] = {}
     for symbol, meta in raw["instruments"].items():
         start = meta.get("history_start")
